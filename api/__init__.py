@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): SSE, WebSocket, REST control and the panel page."""

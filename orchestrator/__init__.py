@@ -1,0 +1,58 @@
+"""Fan one prompt out to several Letta agents; one merged, tagged event stream.
+
+Start with :func:`open_fanout` (stream) or :func:`collect` (final answers only).
+"""
+
+from __future__ import annotations
+
+from ._events import PROTOCOL_VERSION as PROTOCOL_VERSION
+from ._events import Event as Event
+from ._events import SourceEvent as SourceEvent
+from ._exceptions import ConfigError as ConfigError
+from ._exceptions import EventFormatError as EventFormatError
+from ._exceptions import FanOutStateError as FanOutStateError
+from ._exceptions import OrchestratorError as OrchestratorError
+from ._exceptions import SourceError as SourceError
+from ._exceptions import UnknownAgentError as UnknownAgentError
+from ._fanout import FanOut as FanOut
+from ._fanout import collect as collect
+from ._fanout import open_fanout as open_fanout
+from ._options import FanOutOptions as FanOutOptions
+from ._result import AgentResult as AgentResult
+from ._result import AgentStatus as AgentStatus
+from ._result import ErrorInfo as ErrorInfo
+from ._result import FanOutResult as FanOutResult
+from ._result import Metrics as Metrics
+from ._source import ScriptedSource as ScriptedSource
+from ._source import Source as Source
+from ._types import AgentState as AgentState
+from ._types import CancelReason as CancelReason
+from ._types import EventType as EventType
+from ._types import Overflow as Overflow
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AgentResult",
+    "AgentState",
+    "AgentStatus",
+    "CancelReason",
+    "ConfigError",
+    "ErrorInfo",
+    "Event",
+    "EventFormatError",
+    "EventType",
+    "FanOut",
+    "FanOutOptions",
+    "FanOutResult",
+    "FanOutStateError",
+    "Metrics",
+    "OrchestratorError",
+    "Overflow",
+    "ScriptedSource",
+    "Source",
+    "SourceError",
+    "SourceEvent",
+    "UnknownAgentError",
+    "collect",
+    "open_fanout",
+]

@@ -1,0 +1,46 @@
+"""Exceptions raised by the orchestrator.
+
+The hierarchy::
+
+    OrchestratorError
+    ├── ConfigError          bad options or configuration, raised before anything starts
+    ├── FanOutStateError     an operation that the fan-out's current state does not allow
+    ├── UnknownAgentError    an agent id that is not part of the fan-out
+    ├── SourceError          a source failed; carries a stable ``code`` and ``retryable``
+    └── EventFormatError     JSON that is not a valid event of the protocol
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Root of every exception this package raises on purpose."""
+
+
+class ConfigError(OrchestratorError, ValueError):
+    """Raised when options or a configuration are invalid; nothing has started yet."""
+
+
+class FanOutStateError(OrchestratorError, RuntimeError):
+    """Raised when an operation is not allowed in the fan-out's current state."""
+
+
+class UnknownAgentError(OrchestratorError, KeyError):
+    """Raised when an agent id is not part of the fan-out (e.g. ``cancel("nope")``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class SourceError(OrchestratorError):
+    """Raised by a source when its agent fails; ``code`` is stable, ``retryable`` advisory."""
+
+    def __init__(self, message: str, *, code: str = "source_error", retryable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class EventFormatError(OrchestratorError, ValueError):
+    """Raised when JSON does not describe a valid event of the protocol."""

@@ -1,0 +1,430 @@
+"""The fan-out: run every source concurrently and merge them into one tagged stream."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from types import MappingProxyType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.lowlevel import checkpoint
+
+from ._events import Event, SourceEvent
+from ._exceptions import ConfigError, FanOutStateError, SourceError, UnknownAgentError
+from ._lane import Lane
+from ._options import FanOutOptions, parse_policy
+from ._result import ErrorInfo, FanOutResult
+from ._source import Source
+from ._types import JSON, TERMINAL_TYPES, CancelReason, EventType
+
+logger = logging.getLogger("orchestrator")
+
+# The merger hands out ready events without suspending; every this many in a row it yields
+# to the event loop once, so producers and other tasks are never starved for long.
+_CHECKPOINT_EVERY = 256
+
+
+class FanOut:
+    """A running fan-out: iterate it for the merged :class:`Event` stream.
+
+    Obtain one from :func:`open_fanout`. Iteration ends after ``fanout_done``. ``cancel()``
+    stops one agent or all of them (on the server too); ``status()`` is a live snapshot;
+    ``result()`` is available once every agent has ended.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        prompt: str,
+        options: FanOutOptions,
+        fanout_id: str | None = None,
+    ) -> None:
+        self.fanout_id = fanout_id or f"f-{uuid.uuid4().hex[:12]}"
+        self.prompt = prompt
+        self.options = options
+        self._lanes: dict[str, Lane] = {s.agent_id: Lane(s, options.buffer) for s in sources}
+        self._quorum = parse_policy(options.policy)
+        self._coalesce = options.overflow == "coalesce"
+        self._ready: deque[Lane] = deque()
+        self._wakeup: anyio.Event | None = None
+        self._index = 0
+        self._streak = 0
+        self._started = False
+        self._finished = False
+        self._closing = False
+        self._undelivered_terminals = len(self._lanes)
+        self._succeeded = 0
+        self._t0 = time.monotonic()
+        self._ended_at: float | None = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def agent_ids(self) -> list[str]:
+        """The agents of this fan-out, in the order given."""
+        return list(self._lanes)
+
+    @property
+    def finished(self) -> bool:
+        """True once every agent has ended (their terminal events may still be buffered)."""
+        return all(lane.finished for lane in self._lanes.values())
+
+    def cancel(self, agent_id: str | None = None, reason: CancelReason = "user") -> bool:
+        """Cancel one agent (or all with ``None``); returns whether anything was cancelled.
+
+        The agent's stream is closed and its ``Source.cancel()`` called; it ends with
+        ``agent_cancelled``. Agents that already ended are left alone. Raises
+        :class:`UnknownAgentError` for an id that is not part of the fan-out.
+        """
+        if agent_id is None:
+            lanes: Iterable[Lane] = self._lanes.values()
+        else:
+            try:
+                lanes = (self._lanes[agent_id],)
+            except KeyError:
+                raise UnknownAgentError(
+                    f"no agent {agent_id!r} in fan-out {self.fanout_id} "
+                    f"(agents: {', '.join(self._lanes)})"
+                ) from None
+        hit = False
+        for lane in lanes:
+            if lane.finished or lane.cancel_reason is not None:
+                continue
+            lane.cancel_reason = reason
+            lane.scope.cancel()
+            hit = True
+        return hit
+
+    def status(self) -> dict[str, Any]:
+        """Per agent: state, buffered events, counts (an :class:`AgentStatus` each)."""
+        return {agent_id: lane.status() for agent_id, lane in self._lanes.items()}
+
+    def result(self) -> FanOutResult:
+        """Per-agent text, stop reason, error and metrics.
+
+        Raises :class:`FanOutStateError` while any agent is still running.
+        """
+        if not self.finished:
+            running = [a for a, lane in self._lanes.items() if not lane.finished]
+            raise FanOutStateError(f"fan-out {self.fanout_id} still running: {', '.join(running)}")
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        return FanOutResult(
+            fanout_id=self.fanout_id,
+            prompt=self.prompt,
+            agents={agent_id: lane.result() for agent_id, lane in self._lanes.items()},
+            duration_s=round(end - self._t0, 6),
+        )
+
+    def __aiter__(self) -> FanOut:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            if not self._started:
+                self._started = True
+                return self._make_fanout_event("fanout_start", self._start_data())
+            ready = self._ready
+            if ready:
+                lane = ready.popleft()
+                buf = lane.buf
+                t, sev = buf.popleft()
+                if buf:
+                    ready.append(lane)
+                if lane.space is not None and len(buf) <= lane.low_water:
+                    lane.space.set()
+                    lane.space = None
+                lane.seq += 1
+                lane.delivered += 1
+                event = Event(
+                    sev.type,
+                    self.fanout_id,
+                    lane.agent_id,
+                    lane.label,
+                    lane.seq,
+                    self._index,
+                    t,
+                    MappingProxyType(sev.data),
+                )
+                self._index += 1
+                if sev.type in TERMINAL_TYPES:
+                    lane.terminal_delivered = True
+                    self._undelivered_terminals -= 1
+                self._streak += 1
+                if self._streak >= _CHECKPOINT_EVERY:
+                    self._streak = 0
+                    await checkpoint()
+                return event
+            if self._finished or self._closing:
+                raise StopAsyncIteration
+            if self._undelivered_terminals == 0:
+                self._finished = True
+                return self._make_fanout_event("fanout_done", self._done_data())
+            self._streak = 0
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+
+    # -- producer side ----------------------------------------------------------------------
+
+    def _start(self, tg: TaskGroup) -> None:
+        for lane in self._lanes.values():
+            tg.start_soon(self._run_lane, lane, name=f"fanout:{self.fanout_id}:{lane.agent_id}")
+
+    async def _run_lane(self, lane: Lane) -> None:
+        options = self.options
+        lane.started_at = time.monotonic()
+        lane.state = "streaming"
+        now = anyio.current_time()
+        limits = [x for x in (options.timeout_s, options.first_token_timeout_s) if x is not None]
+        if limits:
+            lane.scope.deadline = now + min(limits)
+        terminal: SourceEvent | None = None
+        try:
+            with lane.scope:
+                stream = lane.source.stream(self.prompt)
+                try:
+                    first = True
+                    async for sev in stream:
+                        if sev.type in TERMINAL_TYPES:
+                            terminal = sev
+                            break
+                        if first and sev.type != "agent_start":
+                            await self._push(lane, SourceEvent("agent_start", {"run_id": None}))
+                        first = False
+                        if lane.first_token_at is None and options.first_token_timeout_s:
+                            lane.record(sev)
+                            if lane.first_token_at is not None:
+                                lane.scope.deadline = (
+                                    now + options.timeout_s if options.timeout_s else float("inf")
+                                )
+                        else:
+                            lane.record(sev)
+                        await self._push(lane, sev)
+                    if first:
+                        await self._push(lane, SourceEvent("agent_start", {"run_id": None}))
+                finally:
+                    await self._close_stream(stream)
+        except SourceError as exc:
+            terminal = SourceEvent(
+                "agent_error",
+                {"code": exc.code, "message": exc.message, "retryable": exc.retryable},
+            )
+        except Exception as exc:
+            terminal = SourceEvent(
+                "agent_error",
+                {
+                    "code": "source_error",
+                    "message": f"{type(exc).__name__}: {exc}",
+                    "retryable": False,
+                },
+            )
+        finally:
+            if terminal is None or terminal.type != "agent_done":
+                # The stream did not end by itself: stop the work on the server too.
+                await self._cancel_upstream(lane)
+        if terminal is None:
+            lane.cancel_reason = lane.cancel_reason or "timeout"
+            terminal = SourceEvent("agent_cancelled", {"reason": lane.cancel_reason})
+        await self._finish_lane(lane, terminal)
+
+    async def _finish_lane(self, lane: Lane, terminal: SourceEvent) -> None:
+        lane.ended_at = time.monotonic()
+        data: JSON = dict(terminal.data)
+        if terminal.type == "agent_done":
+            lane.state = "done"
+            lane.stop_reason = data.setdefault("stop_reason", "end_turn")
+            data["text_length"] = sum(map(len, lane.text_parts))
+            metrics = lane.metrics()
+            data["metrics"] = {
+                "ttft_s": metrics.ttft_s,
+                "duration_s": metrics.duration_s,
+                "tokens_per_s": metrics.tokens_per_s,
+            }
+            self._succeeded += 1
+        elif terminal.type == "agent_error":
+            lane.state = "error"
+            data.setdefault("code", "source_error")
+            data.setdefault("message", "")
+            data.setdefault("retryable", False)
+            lane.error = ErrorInfo(data["code"], str(data["message"]), bool(data["retryable"]))
+        else:
+            lane.state = "cancelled"
+            lane.cancel_reason = data["reason"]
+        if all(other.finished for other in self._lanes.values()):
+            self._ended_at = lane.ended_at
+        await self._push(lane, SourceEvent(terminal.type, data))
+        if self._quorum is not None and self._succeeded == self._quorum:
+            self.cancel(reason="policy")
+
+    async def _push(self, lane: Lane, sev: SourceEvent) -> None:
+        if self._closing:
+            return
+        t = time.monotonic() - self._t0
+        buf = lane.buf
+        if len(buf) >= lane.capacity:
+            if self._coalesce and lane.try_coalesce(sev, t):
+                # A source that never suspends must still let the merger run.
+                await checkpoint()
+                return
+            while len(buf) >= lane.capacity:
+                lane.space = space = anyio.Event()
+                await space.wait()
+                if self._closing:
+                    return
+        buf.append((t, sev))
+        if len(buf) == 1:
+            self._ready.append(lane)
+            if self._wakeup is not None:
+                self._wakeup.set()
+                self._wakeup = None
+
+    async def _cancel_upstream(self, lane: Lane) -> None:
+        if lane.cancel_called:
+            return
+        lane.cancel_called = True
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.cancel_timeout_s):
+            try:
+                await lane.source.cancel()
+            except Exception:  # best effort: the stream is closed regardless
+                logger.warning("cancel() of agent %s failed", lane.agent_id, exc_info=True)
+
+    async def _close_stream(self, stream: AsyncIterator[SourceEvent]) -> None:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.cancel_timeout_s):
+            await aclose()
+
+    def _close(self) -> None:
+        """Leaving the fan-out: cancel whatever still runs and release waiting producers."""
+        self.cancel(reason="disconnect")
+        self._closing = True
+        for lane in self._lanes.values():
+            if lane.space is not None:
+                lane.space.set()
+                lane.space = None
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
+
+    # -- fan-out level events ---------------------------------------------------------------
+
+    def _make_fanout_event(self, etype: EventType, data: JSON) -> Event:
+        event = Event(
+            etype,
+            self.fanout_id,
+            None,
+            None,
+            0,
+            self._index,
+            time.monotonic() - self._t0,
+            MappingProxyType(data),
+        )
+        self._index += 1
+        return event
+
+    def _start_data(self) -> JSON:
+        return {
+            "prompt": self.prompt,
+            "agents": [
+                {"agent_id": lane.agent_id, "label": lane.label} for lane in self._lanes.values()
+            ],
+            "options": self.options.to_dict(),
+        }
+
+    def _done_data(self) -> JSON:
+        summary: dict[str, JSON] = {}
+        for agent_id, lane in self._lanes.items():
+            entry: JSON = {"label": lane.label, "state": lane.state, "events": lane.delivered}
+            if lane.state == "done":
+                entry["stop_reason"] = lane.stop_reason
+                entry["text_length"] = sum(map(len, lane.text_parts))
+            elif lane.state == "error" and lane.error is not None:
+                entry["code"] = lane.error.code
+                entry["message"] = lane.error.message
+            elif lane.state == "cancelled":
+                entry["reason"] = lane.cancel_reason
+            metrics = lane.metrics()
+            entry["metrics"] = {
+                "ttft_s": metrics.ttft_s,
+                "duration_s": metrics.duration_s,
+                "tokens_per_s": metrics.tokens_per_s,
+            }
+            summary[agent_id] = entry
+        states = [lane.state for lane in self._lanes.values()]
+        return {
+            "summary": summary,
+            "counts": {s: states.count(s) for s in ("done", "error", "cancelled")},
+            "duration_s": round(time.monotonic() - self._t0, 6),
+        }
+
+
+def _check_inputs(sources: Sequence[Source], prompt: str) -> None:
+    if isinstance(sources, str | bytes) or not isinstance(sources, Sequence):
+        raise ConfigError("sources must be a sequence of Source objects")
+    if not sources:
+        raise ConfigError("a fan-out needs at least one source, got none")
+    if not isinstance(prompt, str):
+        raise ConfigError(f"prompt must be a string, got {type(prompt).__name__}")
+    seen: set[str] = set()
+    for n, source in enumerate(sources):
+        if not isinstance(source, Source):
+            raise ConfigError(f"sources[{n}] is not a Source: {source!r}")
+        if source.agent_id in seen:
+            raise ConfigError(f"duplicate agent id {source.agent_id!r} in sources")
+        seen.add(source.agent_id)
+
+
+@asynccontextmanager
+async def open_fanout(
+    sources: Sequence[Source],
+    prompt: str,
+    *,
+    buffer: int = 64,
+    overflow: str = "coalesce",
+    policy: str = "all",
+    timeout_s: float | None = None,
+    first_token_timeout_s: float | None = None,
+    cancel_timeout_s: float = 5.0,
+    fanout_id: str | None = None,
+) -> AsyncIterator[FanOut]:
+    """Send ``prompt`` to every source at once; yield the running :class:`FanOut`.
+
+    Use it as ``async with open_fanout(sources, prompt) as fanout: async for event in
+    fanout: ...``. Leaving the block early (``break``, an exception, cancellation) cancels
+    every agent that still runs, on the server too, and waits until their streams are closed.
+    Raises :class:`ConfigError` before anything starts when an option is invalid.
+    """
+    _check_inputs(sources, prompt)
+    options = FanOutOptions(
+        buffer=buffer,
+        overflow=overflow,  # type: ignore[arg-type]  # validated just below
+        policy=policy,
+        timeout_s=timeout_s,
+        first_token_timeout_s=first_token_timeout_s,
+        cancel_timeout_s=cancel_timeout_s,
+    ).validate(len(sources))
+    fanout = FanOut(sources, prompt, options, fanout_id)
+    async with anyio.create_task_group() as tg:
+        fanout._start(tg)
+        try:
+            yield fanout
+        finally:
+            fanout._close()
+
+
+async def collect(sources: Sequence[Source], prompt: str, **options: Any) -> FanOutResult:
+    """Run a fan-out to the end and return only the final result.
+
+    For callers who want answers, not the stream. Takes the same options as
+    :func:`open_fanout` and raises the same errors.
+    """
+    async with open_fanout(sources, prompt, **options) as fanout:
+        async for _ in fanout:
+            pass
+    return fanout.result()
