@@ -5,6 +5,11 @@ Start with :func:`open_fanout` (stream) or :func:`collect` (final answers only).
 
 from __future__ import annotations
 
+from ._directory import AgentDirectory as AgentDirectory
+from ._directory import AgentInfo as AgentInfo
+from ._directory import AgentRef as AgentRef
+from ._directory import FailedSource as FailedSource
+from ._directory import ScriptedDirectory as ScriptedDirectory
 from ._events import PROTOCOL_VERSION as PROTOCOL_VERSION
 from ._events import Event as Event
 from ._events import SourceEvent as SourceEvent
@@ -32,6 +37,9 @@ from ._types import Overflow as Overflow
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "AgentDirectory",
+    "AgentInfo",
+    "AgentRef",
     "AgentResult",
     "AgentState",
     "AgentStatus",
@@ -41,6 +49,7 @@ __all__ = [
     "Event",
     "EventFormatError",
     "EventType",
+    "FailedSource",
     "FanOut",
     "FanOutOptions",
     "FanOutResult",
@@ -48,6 +57,7 @@ __all__ = [
     "Metrics",
     "OrchestratorError",
     "Overflow",
+    "ScriptedDirectory",
     "ScriptedSource",
     "Source",
     "SourceError",
