@@ -37,12 +37,14 @@ __all__ = [
     "DEFAULT_MODEL_PORT",
     "DEFAULT_PG_PORT",
     "PROVIDER_ENV_VARS",
+    "STACK_COMPONENTS",
     "ComponentStatus",
     "StackConfig",
     "StackError",
     "StackInfo",
     "ensure_stack",
     "stack_down",
+    "stack_log",
     "stack_status",
     "stack_up",
 ]
@@ -129,7 +131,7 @@ class StackConfig:
     python: str = field(
         default_factory=lambda: (
             os.environ.get("LETTA_FANOUT_PYTHON")
-            or getattr(sys, "_base_executable", sys.executable)
+            or str(getattr(sys, "_base_executable", sys.executable))
         )
     )
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -557,6 +559,19 @@ def _port_is_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+STACK_COMPONENTS = ("letta", "model", "postgres", "install")
+_LOG_NAMES = {"model": "modelserver.log"}
+
+
+def stack_log(component: str, config: StackConfig | None = None) -> Path:
+    """The log file of ``component`` (one of :data:`STACK_COMPONENTS`); may not exist yet."""
+    if component not in STACK_COMPONENTS:
+        raise ValueError(f"unknown stack component {component!r}; one of {STACK_COMPONENTS}")
+    config = config or StackConfig()
+    known = (_read_state(config).get("logs") or {}).get(component)
+    return Path(known) if known else config.logs / _LOG_NAMES.get(component, f"{component}.log")
 
 
 async def ensure_stack(config: StackConfig | None = None) -> StackInfo:

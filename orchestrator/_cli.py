@@ -1,0 +1,17 @@
+"""The ``orchestrator`` command line (typer); each concern adds its own sub-app here."""
+
+from __future__ import annotations
+
+import typer
+
+from ._stack_cli import stack_app
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, help="Fan one prompt out to several Letta agents.")
+app.add_typer(stack_app, name="stack")
+
+
+def main() -> None:
+    """Run the ``orchestrator`` console script."""
+    app()
