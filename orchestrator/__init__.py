@@ -13,6 +13,7 @@ from ._directory import ScriptedDirectory as ScriptedDirectory
 from ._events import PROTOCOL_VERSION as PROTOCOL_VERSION
 from ._events import Event as Event
 from ._events import SourceEvent as SourceEvent
+from ._events import event_schema as event_schema
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import EventFormatError as EventFormatError
 from ._exceptions import FanOutStateError as FanOutStateError
@@ -64,5 +65,6 @@ __all__ = [
     "SourceEvent",
     "UnknownAgentError",
     "collect",
+    "event_schema",
     "open_fanout",
 ]

@@ -158,3 +158,11 @@ class SourceEvent(NamedTuple):
     def reasoning(cls, delta: str, message_id: str | None = None) -> SourceEvent:
         """A text delta of the agent's reasoning."""
         return cls("reasoning", {"delta": delta, "message_id": message_id})
+
+
+def event_schema() -> JSON:
+    """The JSON Schema (draft 2020-12) of the event's JSON shape."""
+    from importlib.resources import files
+
+    text = files("orchestrator").joinpath("schema/event.schema.json").read_text("utf-8")
+    return cast(JSON, json.loads(text))

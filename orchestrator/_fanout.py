@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from types import MappingProxyType
 from typing import Any
 
@@ -196,14 +198,13 @@ class FanOut:
                         if first and sev.type != "agent_start":
                             await self._push(lane, SourceEvent("agent_start", {"run_id": None}))
                         first = False
-                        if lane.first_token_at is None and options.first_token_timeout_s:
-                            lane.record(sev)
-                            if lane.first_token_at is not None:
-                                lane.scope.deadline = (
-                                    now + options.timeout_s if options.timeout_s else float("inf")
-                                )
-                        else:
-                            lane.record(sev)
+                        had_token = lane.first_token_at is not None
+                        lane.record(sev)
+                        if not had_token and lane.first_token_at is not None:
+                            # The first-token deadline is met: only the total one applies now.
+                            lane.scope.deadline = (
+                                now + options.timeout_s if options.timeout_s else math.inf
+                            )
                         await self._push(lane, sev)
                     if first:
                         await self._push(lane, SourceEvent("agent_start", {"run_id": None}))
@@ -223,28 +224,32 @@ class FanOut:
                     "retryable": False,
                 },
             )
-        finally:
-            if terminal is None or terminal.type != "agent_done":
-                # The stream did not end by itself: stop the work on the server too.
-                await self._cancel_upstream(lane)
+        except BaseException:
+            # Cancelled from outside (the whole fan-out is being torn down): settle the lane
+            # so status() and result() tell the truth, then let the cancellation through.
+            await self._cancel_upstream(lane)
+            self._settle(
+                lane, SourceEvent("agent_cancelled", {"reason": lane.cancel_reason or "disconnect"})
+            )
+            raise
+        if terminal is None or terminal.type != "agent_done":
+            # The stream did not end by itself: stop the work on the server too.
+            await self._cancel_upstream(lane)
         if terminal is None:
-            lane.cancel_reason = lane.cancel_reason or "timeout"
-            terminal = SourceEvent("agent_cancelled", {"reason": lane.cancel_reason})
-        await self._finish_lane(lane, terminal)
+            terminal = SourceEvent("agent_cancelled", {"reason": lane.cancel_reason or "timeout"})
+        await self._push(lane, self._settle(lane, terminal))
+        if self._quorum is not None and self._succeeded == self._quorum:
+            self.cancel(reason="policy")
 
-    async def _finish_lane(self, lane: Lane, terminal: SourceEvent) -> None:
+    def _settle(self, lane: Lane, terminal: SourceEvent) -> SourceEvent:
+        """Record how the lane ended; return the terminal event to deliver."""
         lane.ended_at = time.monotonic()
         data: JSON = dict(terminal.data)
         if terminal.type == "agent_done":
             lane.state = "done"
             lane.stop_reason = data.setdefault("stop_reason", "end_turn")
             data["text_length"] = sum(map(len, lane.text_parts))
-            metrics = lane.metrics()
-            data["metrics"] = {
-                "ttft_s": metrics.ttft_s,
-                "duration_s": metrics.duration_s,
-                "tokens_per_s": metrics.tokens_per_s,
-            }
+            data["metrics"] = asdict(lane.metrics())
             self._succeeded += 1
         elif terminal.type == "agent_error":
             lane.state = "error"
@@ -257,9 +262,7 @@ class FanOut:
             lane.cancel_reason = data["reason"]
         if all(other.finished for other in self._lanes.values()):
             self._ended_at = lane.ended_at
-        await self._push(lane, SourceEvent(terminal.type, data))
-        if self._quorum is not None and self._succeeded == self._quorum:
-            self.cancel(reason="policy")
+        return SourceEvent(terminal.type, data)
 
     async def _push(self, lane: Lane, sev: SourceEvent) -> None:
         if self._closing:
@@ -349,12 +352,7 @@ class FanOut:
                 entry["message"] = lane.error.message
             elif lane.state == "cancelled":
                 entry["reason"] = lane.cancel_reason
-            metrics = lane.metrics()
-            entry["metrics"] = {
-                "ttft_s": metrics.ttft_s,
-                "duration_s": metrics.duration_s,
-                "tokens_per_s": metrics.tokens_per_s,
-            }
+            entry["metrics"] = asdict(lane.metrics())
             summary[agent_id] = entry
         states = [lane.state for lane in self._lanes.values()]
         return {
@@ -410,12 +408,19 @@ async def open_fanout(
         cancel_timeout_s=cancel_timeout_s,
     ).validate(len(sources))
     fanout = FanOut(sources, prompt, options, fanout_id)
-    async with anyio.create_task_group() as tg:
-        fanout._start(tg)
-        try:
-            yield fanout
-        finally:
-            fanout._close()
+    try:
+        async with anyio.create_task_group() as tg:
+            fanout._start(tg)
+            try:
+                yield fanout
+            finally:
+                fanout._close()
+    except BaseExceptionGroup as group:
+        # Lanes never raise (failures become agent_error events), so a group holds what
+        # the caller's own block raised: give it back unwrapped.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 async def collect(sources: Sequence[Source], prompt: str, **options: Any) -> FanOutResult:
