@@ -14,15 +14,25 @@ from ._events import PROTOCOL_VERSION as PROTOCOL_VERSION
 from ._events import Event as Event
 from ._events import SourceEvent as SourceEvent
 from ._events import event_schema as event_schema
+from ._exceptions import CapacityError as CapacityError
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import EventFormatError as EventFormatError
+from ._exceptions import FanOutExpiredError as FanOutExpiredError
 from ._exceptions import FanOutStateError as FanOutStateError
 from ._exceptions import OrchestratorError as OrchestratorError
 from ._exceptions import SourceError as SourceError
 from ._exceptions import UnknownAgentError as UnknownAgentError
+from ._exceptions import UnknownFanOutError as UnknownFanOutError
 from ._fanout import FanOut as FanOut
 from ._fanout import collect as collect
 from ._fanout import open_fanout as open_fanout
+from ._hub import EventObserver as EventObserver
+from ._hub import FanOutHub as FanOutHub
+from ._hub import HubFanOut as HubFanOut
+from ._hub import OnDisconnect as OnDisconnect
+from ._hub import open_hub as open_hub
+from ._hub_log import EventLog as EventLog
+from ._hub_log import LogSubscription as LogSubscription
 from ._options import FanOutOptions as FanOutOptions
 from ._result import AgentResult as AgentResult
 from ._result import AgentStatus as AgentStatus
@@ -45,17 +55,25 @@ __all__ = [
     "AgentState",
     "AgentStatus",
     "CancelReason",
+    "CapacityError",
     "ConfigError",
     "ErrorInfo",
     "Event",
     "EventFormatError",
+    "EventLog",
+    "EventObserver",
     "EventType",
     "FailedSource",
     "FanOut",
+    "FanOutExpiredError",
+    "FanOutHub",
     "FanOutOptions",
     "FanOutResult",
     "FanOutStateError",
+    "HubFanOut",
+    "LogSubscription",
     "Metrics",
+    "OnDisconnect",
     "OrchestratorError",
     "Overflow",
     "ScriptedDirectory",
@@ -64,7 +82,9 @@ __all__ = [
     "SourceError",
     "SourceEvent",
     "UnknownAgentError",
+    "UnknownFanOutError",
     "collect",
     "event_schema",
     "open_fanout",
+    "open_hub",
 ]

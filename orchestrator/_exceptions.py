@@ -7,7 +7,10 @@ The hierarchy::
     ├── FanOutStateError     an operation that the fan-out's current state does not allow
     ├── UnknownAgentError    an agent id that is not part of the fan-out
     ├── SourceError          a source failed; carries a stable ``code`` and ``retryable``
-    └── EventFormatError     JSON that is not a valid event of the protocol
+    ├── EventFormatError     JSON that is not a valid event of the protocol
+    ├── CapacityError        a hub runs as many fan-outs as it may; retry later
+    ├── UnknownFanOutError   a fan-out id that a hub never had
+    └── FanOutExpiredError   a fan-out (or the events asked for) left the retained log
 """
 
 from __future__ import annotations
@@ -44,3 +47,22 @@ class SourceError(OrchestratorError):
 
 class EventFormatError(OrchestratorError, ValueError):
     """Raised when JSON does not describe a valid event of the protocol."""
+
+
+class CapacityError(OrchestratorError):
+    """Raised when a hub already runs its maximum of fan-outs; ``retry_after_s`` advises."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UnknownFanOutError(OrchestratorError, KeyError):
+    """Raised when a fan-out id is not known to the hub (never started there)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class FanOutExpiredError(OrchestratorError):
+    """Raised when a fan-out, or the events a reader asked for, are past the retention."""
