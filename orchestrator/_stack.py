@@ -13,6 +13,7 @@ Use :func:`ensure_stack` from async code (tests) and :func:`stack_up` /
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,11 @@ def _alive(pid: int | None, ticks: int | None) -> bool:
     return state != "Z" and (ticks is None or current == ticks)
 
 
+# Popen objects of the servers this process started: kept so that they are never
+# garbage-collected while the server runs (Popen.__del__ would warn).
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[int, int | None]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as fh:
@@ -218,6 +224,7 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[int, int | 
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so `down` can stop it whole
         )
+    _CHILDREN.append(proc)
     return proc.pid, _start_ticks(proc.pid)
 
 
@@ -319,16 +326,33 @@ def _letta_env(config: StackConfig, pg_uri: str, model_base_url: str) -> dict[st
 # --- public API --------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _locked(config: StackConfig) -> Iterator[None]:
+    # Several test sessions may bring the stack up at once: one at a time.
+    config.home.mkdir(parents=True, exist_ok=True)
+    with (config.home / "stack.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def stack_up(
     config: StackConfig | None = None, *, echo: Callable[[str], None] | None = None
 ) -> StackInfo:
     """Bring the stack up (install on first use) and return where it runs.
 
-    Idempotent: running components are reused. Raises :class:`StackError`
-    naming the failed step, its log file and a fix.
+    Idempotent and safe to call from several processes at once: running
+    components are reused. Raises :class:`StackError` naming the failed step,
+    its log file and a fix.
     """
     config = config or StackConfig()
-    say = echo or (lambda _msg: None)
+    with _locked(config):
+        return _up(config, echo or (lambda _msg: None))
+
+
+def _up(config: StackConfig, say: Callable[[str], None]) -> StackInfo:
     config.logs.mkdir(parents=True, exist_ok=True)
     state = _read_state(config)
 
@@ -479,7 +503,11 @@ def stack_down(
 ) -> None:
     """Stop the Letta server, the model server and PostgreSQL that the stack started."""
     config = config or StackConfig()
-    say = echo or (lambda _msg: None)
+    with _locked(config):
+        _down(config, echo or (lambda _msg: None))
+
+
+def _down(config: StackConfig, say: Callable[[str], None]) -> None:
     state = _read_state(config)
     for name in ("letta", "model"):
         entry = state.get(name) or {}
