@@ -5,6 +5,8 @@ Start with :func:`open_fanout` (stream) or :func:`collect` (final answers only).
 
 from __future__ import annotations
 
+from ._config import PanelConfig as PanelConfig
+from ._config import load_panel as load_panel
 from ._directory import AgentDirectory as AgentDirectory
 from ._directory import AgentInfo as AgentInfo
 from ._directory import AgentRef as AgentRef
@@ -76,6 +78,7 @@ __all__ = [
     "OnDisconnect",
     "OrchestratorError",
     "Overflow",
+    "PanelConfig",
     "ScriptedDirectory",
     "ScriptedSource",
     "Source",
@@ -85,6 +88,7 @@ __all__ = [
     "UnknownFanOutError",
     "collect",
     "event_schema",
+    "load_panel",
     "open_fanout",
     "open_hub",
 ]
