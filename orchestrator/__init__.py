@@ -5,7 +5,11 @@ Start with :func:`open_fanout` (stream) or :func:`collect` (final answers only).
 
 from __future__ import annotations
 
+from ._config import AgentConfig as AgentConfig
+from ._config import ConfigModel as ConfigModel
+from ._config import LettaConnection as LettaConnection
 from ._config import PanelConfig as PanelConfig
+from ._config import load_config as load_config
 from ._config import load_panel as load_panel
 from ._directory import AgentDirectory as AgentDirectory
 from ._directory import AgentInfo as AgentInfo
@@ -35,6 +39,9 @@ from ._hub import OnDisconnect as OnDisconnect
 from ._hub import open_hub as open_hub
 from ._hub_log import EventLog as EventLog
 from ._hub_log import LogSubscription as LogSubscription
+from ._letta import LettaSource as LettaSource
+from ._letta_directory import LettaDirectory as LettaDirectory
+from ._letta_directory import create_letta_directory as create_letta_directory
 from ._options import FanOutOptions as FanOutOptions
 from ._result import AgentResult as AgentResult
 from ._result import AgentStatus as AgentStatus
@@ -50,6 +57,7 @@ from ._types import Overflow as Overflow
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "AgentConfig",
     "AgentDirectory",
     "AgentInfo",
     "AgentRef",
@@ -59,6 +67,7 @@ __all__ = [
     "CancelReason",
     "CapacityError",
     "ConfigError",
+    "ConfigModel",
     "ErrorInfo",
     "Event",
     "EventFormatError",
@@ -73,6 +82,9 @@ __all__ = [
     "FanOutResult",
     "FanOutStateError",
     "HubFanOut",
+    "LettaConnection",
+    "LettaDirectory",
+    "LettaSource",
     "LogSubscription",
     "Metrics",
     "OnDisconnect",
@@ -87,7 +99,9 @@ __all__ = [
     "UnknownAgentError",
     "UnknownFanOutError",
     "collect",
+    "create_letta_directory",
     "event_schema",
+    "load_config",
     "load_panel",
     "open_fanout",
     "open_hub",
