@@ -1,0 +1,152 @@
+"""The panel web page: ``/`` and its static files, plus ``GET /v1/presets``.
+
+The page is plain HTML, CSS and JavaScript modules served from ``api/static`` (no Node.js,
+no build step, nothing to install in the browser). It talks to the rest of the API like any
+client: ``GET /v1/agents``, ``POST /v1/fanouts``, ``GET /v1/fanouts/{id}/events`` (SSE) and
+``POST /v1/fanouts/{id}/cancel``.
+
+Agent output is untrusted. The page renders it with a vendored Markdown parser and
+sanitizer, and every response of this router carries a strict Content-Security-Policy (no
+inline script, no foreign origins), so that even a sanitizer bug cannot run script.
+
+Include it in an app with ``app.include_router(page_router)``, or build one over another
+configs folder with :func:`create_page_router`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from orchestrator import ConfigError, PanelConfig, load_panel
+
+from ._auth import require_key
+from ._models import OptionsSpec
+
+__all__ = ["CONTENT_SECURITY_POLICY", "STATIC_DIR", "create_page_router", "page_router"]
+
+logger = logging.getLogger(__name__)
+
+#: Where the page's files live.
+STATIC_DIR = Path(__file__).parent / "static"
+
+#: Sent with the page and its files. ``'self'`` only: scripts are separate files (never
+#: inline), connections go back to this server, images are local or data URLs (an agent's
+#: Markdown cannot make the browser call a foreign server), nothing may frame the page.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "manifest-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+    ]
+)
+
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def create_page_router(configs_dir: str | Path = "configs") -> APIRouter:
+    """A router serving the panel page at ``/``, its files under ``/static/`` and presets.
+
+    ``configs_dir`` is the folder whose panel YAML files (see
+    :class:`~orchestrator.PanelConfig`) are offered as presets by ``GET /v1/presets``; a
+    relative path is resolved against the working directory at each request, so presets
+    added while the server runs show up.
+    """
+    router = APIRouter()
+    static = StaticFiles(directory=STATIC_DIR)
+    configs = Path(configs_dir)
+
+    @router.get("/", include_in_schema=False)
+    async def index() -> Response:
+        # no-cache: a restarted server with a newer page must not meet a stale copy.
+        headers = {**_SECURITY_HEADERS, "Cache-Control": "no-cache"}
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=headers)
+
+    @router.get("/static/{path:path}", include_in_schema=False)
+    async def static_file(path: str, request: Request) -> Response:
+        # StaticFiles does the safe lookup (no escaping the folder) and the conditional
+        # requests; mounting it would not survive include_router, so it is called here.
+        response = await static.get_response(path, request.scope)
+        response.headers.update(_SECURITY_HEADERS)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @router.get("/v1/presets", tags=["panel"])
+    async def list_presets(request: Request) -> dict[str, Any]:
+        """Panel presets: every panel YAML file in the configs folder, with its agents."""
+        # The page and its files are public (a browser cannot send a key to load them);
+        # presets name agents, so they are guarded like /v1/agents when the app has a key.
+        api = getattr(request.app.state, "api", None)
+        if api is not None:
+            require_key(api.settings.api_key, request)
+        return {"presets": read_presets(configs)}
+
+    return router
+
+
+def read_presets(configs: Path) -> list[dict[str, Any]]:
+    """Every file of ``configs`` that is a valid panel config, as a JSON-ready preset.
+
+    Files that are not panels (batch configs, broken files) are left out and logged: the
+    picker offers what can run; ``orchestrator agents list`` reports config errors.
+    """
+    if not configs.is_dir():
+        return []
+    out: list[dict[str, Any]] = []
+    for path in sorted([*configs.glob("*.yaml"), *configs.glob("*.yml")]):
+        try:
+            panel = load_panel(path)
+        except ConfigError as exc:
+            logger.info("not a panel preset: %s", str(exc).splitlines()[0])
+            continue
+        out.append(_preset(path, panel))
+    return out
+
+
+def _preset(path: Path, panel: PanelConfig) -> dict[str, Any]:
+    agents = []
+    for ref in panel.refs():
+        entry: dict[str, Any] = {"label": ref.label}
+        if ref.agent_id:
+            entry["agent_id"] = ref.agent_id
+        else:
+            entry["name"] = ref.name
+        agents.append(entry)
+    return {
+        "id": path.stem,
+        "file": path.name,
+        "title": panel.title or path.stem,
+        "description": panel.description,
+        "agents": agents,
+        "prompts": list(panel.prompts),
+        "options": _request_options(panel),
+    }
+
+
+def _request_options(panel: PanelConfig) -> dict[str, Any]:
+    # The page sends these back in POST /v1/fanouts, whose body rejects unknown keys: keep
+    # only what a request may set (e.g. not cancel_timeout_s, a server-side setting).
+    allowed = OptionsSpec.model_fields
+    return {k: v for k, v in panel.options.kwargs().items() if k in allowed and v is not None}
+
+
+#: The router for ``app.include_router(page_router)``, reading presets from ``./configs``.
+page_router = create_page_router()

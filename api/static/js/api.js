@@ -1,0 +1,108 @@
+// Calls to the orchestrator's HTTP API (same origin as the page).
+//
+// A server started with an API key wants it on every call: as a Bearer header on fetch,
+// and as `access_token` in the URL where the browser cannot set headers (EventSource).
+// The page keeps the key for the browser tab only (sessionStorage).
+
+const KEY_STORAGE = "letta-fanout.api-key";
+
+export function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORAGE) || null;
+  } catch {
+    return null;
+  }
+}
+
+export function setApiKey(key) {
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // storage disabled: the key lasts until the page reloads
+  }
+  memoryKey = key || null;
+}
+
+let memoryKey = null;
+
+function currentKey() {
+  return apiKey() ?? memoryKey;
+}
+
+/** `url` with the API key as `access_token`, for EventSource. */
+export function withKey(url) {
+  const key = currentKey();
+  if (key) url.searchParams.set("access_token", key);
+  return url;
+}
+
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function request(method, path, body) {
+  const init = { method, headers: { Accept: "application/json" } };
+  const key = currentKey();
+  if (key) init.headers.Authorization = `Bearer ${key}`;
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(`cannot reach the server (${err.message})`, 0);
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    throw new ApiError(describe(data) || `${response.status} ${response.statusText}`, response.status);
+  }
+  return data;
+}
+
+// FastAPI puts errors in `detail` (a string, or a list of validation problems); our own
+// errors may carry `error.message`.
+function describe(data) {
+  if (!data) return "";
+  const detail = data.detail ?? data.error ?? data.message;
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => `${(d.loc ?? []).join(".")}: ${d.msg ?? JSON.stringify(d)}`).join("; ");
+  }
+  if (detail && typeof detail === "object") return detail.message ?? JSON.stringify(detail);
+  return "";
+}
+
+export async function listAgents() {
+  const data = await request("GET", "/v1/agents");
+  return Array.isArray(data) ? data : (data?.agents ?? []);
+}
+
+export async function listPresets() {
+  const data = await request("GET", "/v1/presets");
+  return data?.presets ?? [];
+}
+
+/** Start a fan-out; resolves to {fanout_id, events_url}. */
+export async function createFanout(agents, message, options) {
+  const body = { agents, message };
+  if (options && Object.keys(options).length) body.options = options;
+  return request("POST", "/v1/fanouts", body);
+}
+
+/** Cancel one agent of a fan-out, or all of them when agentId is null. */
+export async function cancelFanout(fanoutId, agentId = null) {
+  const body = agentId ? { agent_id: agentId } : {};
+  return request("POST", `/v1/fanouts/${encodeURIComponent(fanoutId)}/cancel`, body);
+}
