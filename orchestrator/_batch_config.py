@@ -171,6 +171,7 @@ def load_batch(path: str | Path) -> LoadedBatch:
         ),
         save_events=config.output.events,
         fail_on_error=config.fail_on_error,
+        title=config.title,
     )
     return LoadedBatch(config, path, plan.validate())
 

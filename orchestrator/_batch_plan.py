@@ -67,6 +67,7 @@ class BatchPlan:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     save_events: bool = False
     fail_on_error: bool = True
+    title: str | None = None
 
     def validate(self) -> BatchPlan:
         """Return ``self`` if the plan can run; raise :class:`ConfigError` otherwise."""
@@ -115,6 +116,7 @@ class BatchPlan:
     def to_dict(self) -> JSON:
         """JSON-ready description (written to the run's ``manifest.json``)."""
         return {
+            "title": self.title,
             "prompts": [
                 {"prompt_id": p.prompt_id, "text": p.text, "variables": dict(p.variables)}
                 for p in self.prompts
