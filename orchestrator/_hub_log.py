@@ -109,6 +109,10 @@ class EventLog:
         self._subscribers.add(sub)
         return sub
 
+    def check(self, after: int) -> None:
+        """Raise :class:`FanOutExpiredError` if events after ``after`` were already dropped."""
+        self._check(after)
+
     # -- internals --------------------------------------------------------------------------
 
     def _check(self, after: int) -> int:

@@ -1,0 +1,172 @@
+"""REST and SSE endpoints of fan-outs: start, stream, resume, cancel, inspect.
+
+Every stream is a reader of the fan-out's retained log (see ``orchestrator.EventLog``), so
+the first stream, a second reader and a resume after a dropped connection all see the same
+events with the same ``id:``, with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from orchestrator import (
+    FanOutExpiredError,
+    HubFanOut,
+    UnknownAgentError,
+    UnknownFanOutError,
+)
+
+from ._errors import ApiError, error_body
+from ._models import CancelAccepted, CancelRequest, FanOutCreated, FanOutRequest
+from ._state import ApiState, get_state, launch
+
+logger = logging.getLogger("api")
+
+router = APIRouter(prefix="/v1/fanouts", tags=["fan-outs"])
+
+State = Annotated[ApiState, Depends(get_state)]
+
+_SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "Server-Sent Events: `event: <type>`, `id: <index>`, `data: <Event JSON>`; "
+            "ends after `fanout_done`. Keep-alive comments every 15 s."
+        ),
+        "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}},
+    }
+}
+
+
+def events_url(fanout_id: str) -> str:
+    """Where a fan-out's events can be read (and resumed)."""
+    return f"/v1/fanouts/{fanout_id}/events"
+
+
+def find(state: ApiState, fanout_id: str) -> HubFanOut:
+    """The fan-out of that id; ``404`` unknown, ``410`` expired."""
+    try:
+        return state.require_hub().get(fanout_id)
+    except UnknownFanOutError as exc:
+        raise ApiError(404, "fanout_not_found", str(exc)) from None
+    except FanOutExpiredError as exc:
+        raise ApiError(410, "fanout_expired", str(exc)) from None
+
+
+def stream_response(state: ApiState, entry: HubFanOut, after: int) -> EventSourceResponse:
+    """An SSE response of ``entry``'s events after index ``after``, live to the end."""
+    try:
+        # Checked before the response starts, so an expired range is a 410, not a stream.
+        entry.log.check(after)
+    except FanOutExpiredError as exc:
+        raise ApiError(410, "events_expired", str(exc)) from None
+    settings = state.settings
+    return EventSourceResponse(
+        _sse_events(entry, after),
+        ping=settings.ping_s,
+        send_timeout=settings.send_timeout_s,
+        headers={
+            "X-Fanout-Id": entry.fanout_id,
+            "Content-Location": events_url(entry.fanout_id),
+        },
+    )
+
+
+async def _sse_events(entry: HubFanOut, after: int) -> AsyncIterator[ServerSentEvent]:
+    try:
+        async with entry.watch(after) as sub:
+            async for event in sub:
+                yield ServerSentEvent(data=event.to_json(), event=event.type, id=str(event.index))
+    except FanOutExpiredError as exc:
+        # Dropped between the check and the first read: tell the client why the stream ends.
+        body = error_body("events_expired", str(exc))["error"]
+        yield ServerSentEvent(data=json.dumps(body), event="error")
+
+
+def wants_stream(request: Request) -> bool:
+    """True when the client accepts ``text/event-stream``."""
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=FanOutCreated,
+    responses={**_SSE_RESPONSE, 413: {}, 422: {}, 429: {}},
+    summary="Start a fan-out",
+)
+async def create_fanout(
+    request: Request, state: State, body: Annotated[FanOutRequest, Body()]
+) -> Response:
+    """Send one message to several agents.
+
+    With `Accept: text/event-stream` the response is the merged event stream itself (a
+    disconnect cancels the agents unless `options.on_disconnect` is `continue`). Otherwise
+    the fan-out runs in the background: `201` with the URL of its events.
+    """
+    streaming = wants_stream(request)
+    entry = await launch(state, body, streaming=streaming, transport="sse" if streaming else "rest")
+    if streaming:
+        return stream_response(state, entry, -1)
+    url = events_url(entry.fanout_id)
+    created = FanOutCreated(fanout_id=entry.fanout_id, events_url=url)
+    return JSONResponse(created.model_dump(), 201, headers={"Location": url})
+
+
+@router.get("/{fanout_id}/events", responses={**_SSE_RESPONSE, 404: {}, 410: {}, 422: {}})
+async def fanout_events(
+    fanout_id: str,
+    state: State,
+    after: Annotated[
+        int | None, Query(ge=-1, description="Replay events after this index.")
+    ] = None,
+    last_event_id: Annotated[int | None, Header(ge=-1)] = None,
+) -> EventSourceResponse:
+    """Read a fan-out's events: every retained event after `Last-Event-ID` (or `?after=N`),
+    then live until `fanout_done`.
+
+    `Last-Event-ID` wins over `after` (browsers resend the header on reconnect while the URL
+    stays the same). `404` for an unknown id, `410` once the fan-out or those events expired.
+    """
+    entry = find(state, fanout_id)
+    start = last_event_id if last_event_id is not None else after
+    return stream_response(state, entry, -1 if start is None else start)
+
+
+@router.post("/{fanout_id}/cancel", status_code=202, response_model=CancelAccepted)
+async def cancel_fanout(
+    fanout_id: str, state: State, body: Annotated[CancelRequest | None, Body()] = None
+) -> CancelAccepted:
+    """Cancel one agent (`agent_id`) or all; the effect shows in the stream.
+
+    `202` even when everything had already ended (`cancelled` is then false); `404` for an
+    unknown fan-out or agent, `410` for an expired fan-out.
+    """
+    entry = find(state, fanout_id)
+    agent_id = body.agent_id if body is not None else None
+    try:
+        cancelled = entry.cancel(agent_id, reason="user")
+    except UnknownAgentError as exc:
+        raise ApiError(404, "agent_not_found", str(exc)) from None
+    return CancelAccepted(fanout_id=fanout_id, agent_id=agent_id, cancelled=cancelled)
+
+
+@router.get("/{fanout_id}", responses={404: {}, 410: {}})
+async def get_fanout(fanout_id: str, state: State) -> dict[str, Any]:
+    """State, options and per-agent summary of a fan-out."""
+    return find(state, fanout_id).summary()
+
+
+@router.get("")
+async def list_fanouts(
+    state: State, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> dict[str, Any]:
+    """Recent fan-outs (running and retained), newest first."""
+    hub = state.require_hub()
+    return {"fanouts": [entry.brief() for entry in hub.recent(limit)]}

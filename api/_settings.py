@@ -1,0 +1,84 @@
+"""Settings of the HTTP API: limits, retention, keep-alive, security."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from orchestrator import ConfigError
+
+_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """Everything :func:`~api.create_app` needs besides the agent directory.
+
+    The defaults suit one machine serving a panel page: no API key (loopback only), CORS
+    off, at most 16 agents per fan-out and 32 fan-outs at once, events kept 10 minutes
+    after a fan-out ends. Raises :class:`~orchestrator.ConfigError` on impossible values.
+    """
+
+    #: Bearer token required on every endpoint except ``/healthz`` and the docs.
+    api_key: str | None = None
+    #: Origins allowed by CORS; empty means CORS is off.
+    cors_origins: tuple[str, ...] = ()
+    #: Letta server used when no directory is injected (``LETTA_BASE_URL``).
+    letta_base_url: str | None = None
+    #: Token for the Letta server (``LETTA_API_KEY``).
+    letta_token: str | None = field(default=None, repr=False)
+    max_agents: int = 16
+    max_message_bytes: int = 64 * 1024
+    max_active_fanouts: int = 32
+    #: Seconds a finished fan-out stays resumable.
+    retention_s: float = 600.0
+    #: Events kept per fan-out; older ones are dropped once no reader needs them.
+    max_log_events: int = 10_000
+    #: Finished fan-outs kept at most (oldest forgotten first).
+    max_retained_fanouts: int = 1_000
+    #: Keep-alive comment interval on SSE streams.
+    ping_s: float = 15.0
+    #: A client that does not take one event within this time is dropped.
+    send_timeout_s: float = 30.0
+    #: ``Retry-After`` sent with ``429``.
+    retry_after_s: int = 2
+    #: How long ``/healthz`` waits for the Letta server.
+    health_timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_agents",
+            "max_message_bytes",
+            "max_active_fanouts",
+            "retention_s",
+            "max_log_events",
+            "max_retained_fanouts",
+            "ping_s",
+            "send_timeout_s",
+            "health_timeout_s",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"ApiSettings.{name} must be a number > 0, got {value!r}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigError("ApiSettings.api_key must not be empty (use None for no key)")
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    name = host.strip("[]").lower()
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, settings: ApiSettings) -> None:
+    """Refuse to serve a non-loopback address without an API key (:class:`ConfigError`)."""
+    if settings.api_key is None and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to bind {host!r} without an API key: anyone on the network could "
+            "start agents; set --api-key (ORCHESTRATOR_API_KEY) or bind 127.0.0.1"
+        )

@@ -1,0 +1,159 @@
+"""``WS /v1/ws``: several fan-outs over one WebSocket.
+
+Client frames (JSON text)::
+
+    {"type": "start", "request_id"?: str, "agents": [...], "message": str, "options": {...}}
+    {"type": "cancel", "fanout_id": str, "agent_id"?: str, "request_id"?: str}
+
+Server frames: every event of the fan-outs started on this socket (the same JSON as SSE
+``data:``), plus ``{"type": "ack", "action": "start"|"cancel", "request_id", "fanout_id",
+...}`` and ``{"type": "error", "code", "message", "request_id"?}``. A malformed frame gets
+an error frame; the socket stays open. Closing the socket counts as a disconnect for every
+fan-out started on it (cancelled unless ``on_disconnect`` is ``continue``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from orchestrator import HubFanOut, UnknownAgentError
+
+from ._auth import key_matches
+from ._errors import ApiError, describe_validation
+from ._fanouts import find
+from ._models import CancelFrame, StartFrame
+from ._state import ApiState, get_state, launch
+
+logger = logging.getLogger("api")
+
+router = APIRouter()
+
+# RFC 6455 close codes: policy violation (bad key) and "try again later" (too slow).
+_POLICY_VIOLATION = 1008
+_TRY_AGAIN_LATER = 1013
+
+
+class _Session:
+    """One socket: a send lock, the fan-outs started on it, their forwarders."""
+
+    def __init__(self, websocket: WebSocket, state: ApiState, tg: TaskGroup) -> None:
+        self.websocket = websocket
+        self.state = state
+        self.tg = tg
+        self.lock = anyio.Lock()
+        self.too_slow = False
+
+    async def send(self, text: str) -> None:
+        """Send one frame; a client that does not take it in time is dropped."""
+        async with self.lock:
+            with anyio.move_on_after(self.state.settings.send_timeout_s) as scope:
+                await self.websocket.send_text(text)
+        if scope.cancelled_caught:
+            self.too_slow = True
+            self.tg.cancel_scope.cancel()
+
+    async def send_json(self, obj: dict[str, Any]) -> None:
+        await self.send(json.dumps(obj, separators=(",", ":")))
+
+    async def error(self, code: str, message: str, request_id: Any = None, **extra: Any) -> None:
+        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if request_id is not None:
+            frame["request_id"] = request_id
+        frame.update(extra)
+        await self.send_json(frame)
+
+    async def handle(self, raw: str | bytes | None) -> None:
+        try:
+            frame = json.loads(raw) if raw is not None else None
+        except ValueError as exc:
+            await self.error("invalid_json", f"frame is not valid JSON: {exc}")
+            return
+        if not isinstance(frame, dict):
+            await self.error("invalid_frame", "a frame must be a JSON object")
+            return
+        request_id = frame.get("request_id")
+        kind = frame.get("type")
+        try:
+            if kind == "start":
+                await self._start(StartFrame.model_validate(frame))
+            elif kind == "cancel":
+                await self._cancel(CancelFrame.model_validate(frame))
+            else:
+                await self.error(
+                    "unknown_frame_type",
+                    f"frame type must be 'start' or 'cancel', got {kind!r}",
+                    request_id,
+                )
+        except ValidationError as exc:
+            summary, details = describe_validation(exc.errors())
+            await self.error("invalid_request", summary, request_id, details=details)
+        except ApiError as exc:
+            await self.error(exc.code, exc.message, request_id)
+
+    async def _start(self, frame: StartFrame) -> None:
+        entry = await launch(self.state, frame, streaming=True, transport="websocket")
+        await self.send_json(
+            {
+                "type": "ack",
+                "action": "start",
+                "request_id": frame.request_id,
+                "fanout_id": entry.fanout_id,
+            }
+        )
+        self.tg.start_soon(self._forward, entry, name=f"ws:{entry.fanout_id}")
+
+    async def _cancel(self, frame: CancelFrame) -> None:
+        entry = find(self.state, frame.fanout_id)
+        try:
+            cancelled = entry.cancel(frame.agent_id, reason="user")
+        except UnknownAgentError as exc:
+            raise ApiError(404, "agent_not_found", str(exc)) from None
+        await self.send_json(
+            {
+                "type": "ack",
+                "action": "cancel",
+                "request_id": frame.request_id,
+                "fanout_id": frame.fanout_id,
+                "agent_id": frame.agent_id,
+                "cancelled": cancelled,
+            }
+        )
+
+    async def _forward(self, entry: HubFanOut) -> None:
+        async with entry.watch() as sub:
+            async for event in sub:
+                await self.send(event.to_json())
+
+
+@router.websocket("/v1/ws")
+async def fanout_socket(websocket: WebSocket) -> None:
+    """Run fan-outs over one WebSocket (see the module docstring for the frames)."""
+    state = get_state(websocket)
+    if not key_matches(state.settings.api_key, websocket):
+        await websocket.close(_POLICY_VIOLATION, "missing or wrong API key")
+        return
+    await websocket.accept()
+    async with anyio.create_task_group() as tg:
+        session = _Session(websocket, state, tg)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                await session.handle(message.get("text") or message.get("bytes"))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            # Forwarders stop; leaving their watch() applies each fan-out's on_disconnect.
+            tg.cancel_scope.cancel()
+    if session.too_slow:
+        with anyio.move_on_after(1):
+            await websocket.close(_TRY_AGAIN_LATER, "client too slow")

@@ -1,0 +1,111 @@
+"""Fixtures for the API tests: the app in-process, and served by a real uvicorn."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from httpx_sse import aconnect_sse
+
+from api import ApiSettings, create_app
+from orchestrator import Event, ScriptedDirectory
+
+from .scripted import directory as scripted_directory
+
+
+@dataclass
+class Api:
+    """An app with its lifespan running, an httpx client for it, and its directory."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    directory: ScriptedDirectory
+
+
+@asynccontextmanager
+async def open_api(settings: ApiSettings | None = None) -> AsyncIterator[Api]:
+    """The app in-process (httpx ``ASGITransport``; responses arrive whole)."""
+    directory = scripted_directory()
+    app = create_app(settings or ApiSettings(), directory)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            yield Api(app, client, directory)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    async with open_api() as value:
+        yield value
+
+
+@dataclass
+class Live:
+    """A real uvicorn serving the app on a loopback port, in this process."""
+
+    app: FastAPI
+    base_url: str
+    directory: ScriptedDirectory
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://") + "/v1/ws"
+
+
+@asynccontextmanager
+async def serve_live(settings: ApiSettings | None = None) -> AsyncIterator[Live]:
+    """Serve a fresh app with uvicorn on an ephemeral port until the block ends."""
+    directory = scripted_directory()
+    app = create_app(settings or ApiSettings(), directory)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        await wait_for(lambda: server.started, "uvicorn to start")
+        try:
+            yield Live(app, f"http://127.0.0.1:{port}", directory)
+        finally:
+            server.should_exit = True
+    sock.close()
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Live]:
+    async with serve_live() as value:
+        yield value
+
+
+async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    """Poll a real condition until it holds; fail naming ``what`` after ``timeout_s``."""
+    with anyio.fail_after(timeout_s):
+        while not condition():
+            await anyio.sleep(0.01)
+
+
+async def read_sse(
+    client: httpx.AsyncClient, method: str, url: str, **kwargs: object
+) -> tuple[httpx.Response, list[Event]]:
+    """Read a whole SSE response with httpx-sse; every ``data:`` parsed as an Event."""
+    events: list[Event] = []
+    async with aconnect_sse(client, method, url, **kwargs) as source:  # type: ignore[arg-type]
+        response = source.response
+        if response.status_code != 200:
+            await response.aread()
+            return response, events
+        async for sse in source.aiter_sse():
+            event = Event.from_json(sse.data)
+            assert sse.event == event.type
+            assert sse.id == str(event.index)
+            events.append(event)
+    return response, events
