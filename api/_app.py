@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 
 import orchestrator
-from orchestrator import AgentDirectory, ConfigError, open_hub
+from orchestrator import AgentDirectory, ConfigError, LettaDirectory, open_hub
 
 from . import _fanouts, _system, _ws
 from ._auth import require_key
@@ -106,15 +106,9 @@ def _include_page(app: FastAPI) -> None:
 
 
 def _letta_directory(settings: ApiSettings) -> AgentDirectory:
-    factory = getattr(orchestrator, "LettaDirectory", None)
-    if factory is None:
-        raise ConfigError("no agent directory given and LettaDirectory is not available")
     if not settings.letta_base_url:
         raise ConfigError("no agent directory given: set the Letta base URL (LETTA_BASE_URL)")
-    directory: AgentDirectory = factory.from_url(
-        settings.letta_base_url, token=settings.letta_token
-    )
-    return directory
+    return LettaDirectory(base_url=settings.letta_base_url, api_key=settings.letta_token)
 
 
 class _Deferred:
