@@ -48,7 +48,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ._modelserver import Directives, expected_answer, expected_reasoning, parse_directives
+from ._modelserver import (
+    Directives,
+    expected_answer,
+    expected_reasoning,
+    parse_directives,
+    strip_directives,
+)
 from ._simulator_stream import StreamPlan, StreamResponse, plan_stream, render_response
 
 __all__ = ["SimAgent", "SimRun", "Simulator", "create_agents", "create_app"]
@@ -429,7 +435,10 @@ class Simulator:
         reasoning = expected_reasoning(agent.persona, message) if d.reasoning else None
         tool = d.tool if d.tool else None
         return plan_stream(
-            answer=expected_answer(agent.persona, message),
+            # The agent's own directives may set the length: say it in a block of our own.
+            answer=expected_answer(
+                agent.persona, f"[[words={d.words}]] {strip_directives(message)}"
+            ),
             reasoning=reasoning,
             tool=tool,
             directives=d,
