@@ -82,7 +82,7 @@ def connect_retrying(retries: int, initial_s: float, max_s: float) -> AsyncRetry
     """
     return AsyncRetrying(
         stop=stop_after_attempt(retries + 1),
-        wait=wait_exponential_jitter(initial=initial_s, max=max_s),
+        wait=wait_exponential_jitter(multiplier=initial_s, max=max_s, jitter=initial_s),
         retry=retry_if_exception(_is_connect_failure),
         sleep=anyio.sleep,
         reraise=True,
