@@ -10,7 +10,7 @@ import anyio
 import pytest
 from letta_client import AsyncLetta
 
-from orchestrator import Event, LettaSource, SourceEvent, open_fanout
+from orchestrator import Event, LettaSource, Source, SourceEvent, open_fanout
 from orchestrator._modelserver import expected_answer, strip_directives
 from tests.letta.conftest import CreateAgent
 
@@ -206,7 +206,11 @@ async def test_model_error_mid_stream_ends_that_agent_with_an_error(
     ids = await make_agents(scripted_agent)
     prompt = "Summarise the day [[words=8]]"
     failing = WithDirectives(LettaSource(letta_client, ids[1]), f"words=8 fail={status}@3")
-    sources = [LettaSource(letta_client, ids[0]), failing, LettaSource(letta_client, ids[2])]
+    sources: list[Source] = [
+        LettaSource(letta_client, ids[0]),
+        failing,
+        LettaSource(letta_client, ids[2]),
+    ]
     async with open_fanout(sources, prompt) as fanout:
         events = [event async for event in fanout]
 
