@@ -39,10 +39,13 @@ def _run(action: Callable[[], Awaitable[T]]) -> T:
     try:
         return anyio.run(action)
     except ConfigError as exc:
-        err.print(f"[red]config error[/red]\n{exc}", highlight=False)
+        # soft_wrap: one problem per line, never broken, so "file:line: key" stays greppable.
+        err.print(f"[red]config error[/red]\n{exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except SourceError as exc:
-        err.print(f"[red]letta error ({exc.code})[/red]: {exc.message}", highlight=False)
+        err.print(
+            f"[red]letta error ({exc.code})[/red]: {exc.message}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(1) from None
 
 

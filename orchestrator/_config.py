@@ -373,13 +373,17 @@ class PanelConfig(ConfigModel):
     title: str | None = None
     description: str | None = None
     letta: LettaConnection = LettaConnection()
-    agents: tuple[AgentConfig, ...] = Field(min_length=1)
+    agents: tuple[AgentConfig, ...]
     options: FanOutSettings = FanOutSettings()
     prompts: tuple[str, ...] = ()
 
     @field_validator("agents")
     @classmethod
     def _check_unique(cls, agents: tuple[AgentConfig, ...]) -> tuple[AgentConfig, ...]:
+        # Checked here, not with min_length: pydantic would also report an empty list when
+        # an entry is merely invalid.
+        if not agents:
+            raise ValueError("a panel needs at least one agent")
         # Events are keyed by agent and shown by label: both must tell agents apart.
         for what, values in (
             ("agent", [a.key for a in agents]),
