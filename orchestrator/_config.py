@@ -34,7 +34,7 @@ from pydantic import (
 
 from ._directory import AgentRef
 from ._exceptions import ConfigError
-from ._options import FanOutOptions
+from ._options import FanOutOptions, parse_policy
 from ._types import Overflow
 
 __all__ = [
@@ -347,13 +347,14 @@ class FanOutSettings(ConfigModel):
     first_token_timeout_s: float | None = Field(default=None, gt=0)
     cancel_timeout_s: float = Field(default=5.0, gt=0)
 
-    @model_validator(mode="after")
-    def _check_policy(self) -> FanOutSettings:
+    @field_validator("policy")
+    @classmethod
+    def _check_policy(cls, policy: str) -> str:
         try:
-            self.to_options().validate()
+            parse_policy(policy)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
-        return self
+        return policy
 
     def to_options(self) -> FanOutOptions:
         """The same settings as :class:`FanOutOptions`."""
