@@ -36,7 +36,8 @@ logger = logging.getLogger("api")
 
 router = APIRouter()
 
-# RFC 6455 close codes: policy violation (bad key) and "try again later" (too slow).
+# RFC 6455 close codes: policy violation (refused before accept: uvicorn answers 403) and
+# "try again later" (a client too slow to take its frames).
 _POLICY_VIOLATION = 1008
 _TRY_AGAIN_LATER = 1013
 

@@ -70,14 +70,16 @@ async def serve_live(settings: ApiSettings | None = None) -> AsyncIterator[Live]
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        await wait_for(lambda: server.started, "uvicorn to start")
-        try:
-            yield Live(app, f"http://127.0.0.1:{port}", directory)
-        finally:
-            server.should_exit = True
-    sock.close()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            await wait_for(lambda: server.started, "uvicorn to start")
+            try:
+                yield Live(app, f"http://127.0.0.1:{port}", directory)
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ async def read_sse(
 ) -> tuple[httpx.Response, list[Event]]:
     """Read a whole SSE response with httpx-sse; every ``data:`` parsed as an Event."""
     events: list[Event] = []
-    async with aconnect_sse(client, method, url, **kwargs) as source:  # type: ignore[arg-type]
+    async with aconnect_sse(client, method, url, **kwargs) as source:
         response = source.response
         if response.status_code != 200:
             await response.aread()
