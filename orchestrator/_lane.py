@@ -15,7 +15,7 @@ from ._types import DELTA_TYPES, AgentState, CancelReason
 
 
 class Lane:
-    """Per-agent state: a bounded FIFO of ``(t, SourceEvent)`` plus accounting.
+    """Per-agent state: a bounded FIFO of source events (and arrival times) plus accounting.
 
     The producer side (``Lane.offer`` via the fan-out) appends; the merger pops. The lane
     itself never awaits: waiting is the fan-out's job, with ``space`` as the producer's
@@ -29,7 +29,6 @@ class Lane:
         "cancel_reason",
         "capacity",
         "coalesced",
-        "delivered",
         "deltas",
         "ended_at",
         "error",
@@ -48,6 +47,7 @@ class Lane:
         "stop_reason",
         "terminal_delivered",
         "text_parts",
+        "times",
         "tool_calls",
         "usage",
     )
@@ -60,7 +60,10 @@ class Lane:
         # Wake a paused producer only once the buffer has drained to half: it then refills
         # in one go instead of being woken for every single event.
         self.low_water = capacity // 2
-        self.buf: deque[tuple[float, SourceEvent]] = deque()
+        # Events and their arrival times in two parallel deques: no tuple per event, which
+        # keeps the garbage collector's work down when thousands of events are buffered.
+        self.buf: deque[SourceEvent] = deque()
+        self.times: deque[float] = deque()
         self.space: anyio.Event | None = None
         self.scope = anyio.CancelScope()
         self.state: AgentState = "pending"
@@ -68,7 +71,6 @@ class Lane:
         self.cancel_called = False
         self.seq = 0
         self.produced = 0
-        self.delivered = 0
         self.coalesced = 0
         self.deltas = 0
         self.terminal_delivered = False
@@ -92,12 +94,13 @@ class Lane:
         """Merge a text delta into the newest buffered event of the same message, if any."""
         if not self.buf or event.type not in DELTA_TYPES:
             return False
-        last = self.buf[-1][1]
+        last = self.buf[-1]
         if last.type != event.type or last.data.get("message_id") != event.data.get("message_id"):
             return False
         merged = dict(last.data)
         merged["delta"] = merged.get("delta", "") + event.data.get("delta", "")
-        self.buf[-1] = (t, SourceEvent(last.type, merged))
+        self.buf[-1] = SourceEvent(last.type, merged)
+        self.times[-1] = t
         self.coalesced += 1
         return True
 
@@ -155,7 +158,7 @@ class Lane:
             state=self.state,
             buffered=len(self.buf),
             produced=self.produced,
-            delivered=self.delivered,
+            delivered=self.seq,
             coalesced=self.coalesced,
             paused=self.space is not None,
         )

@@ -17,6 +17,14 @@ class Metrics:
     duration_s: float | None = None
     tokens_per_s: float | None = None
 
+    def to_dict(self) -> JSON:
+        """JSON-ready data."""
+        return {
+            "ttft_s": self.ttft_s,
+            "duration_s": self.duration_s,
+            "tokens_per_s": self.tokens_per_s,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:

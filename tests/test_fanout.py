@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -13,6 +14,7 @@ from orchestrator import (
     Event,
     FanOutStateError,
     ScriptedSource,
+    SourceEvent,
     UnknownAgentError,
     collect,
     open_fanout,
@@ -407,3 +409,34 @@ def test_scripted_source_validates_its_arguments() -> None:
         ScriptedSource("a", [], delay_s=-1)
     with pytest.raises(ConfigError, match="fail_at"):
         ScriptedSource("a", [], fail_at=-2)
+
+
+class _PlainSource:
+    """A minimal Source: yields deltas and simply ends (no agent_start, no agent_done)."""
+
+    def __init__(self, agent_id: str, tokens: list[str]) -> None:
+        self.agent_id = agent_id
+        self.label = agent_id
+        self.tokens = tokens
+        self.cancel_calls = 0
+
+    async def stream(self, message: str) -> AsyncIterator[SourceEvent]:
+        for token in self.tokens:
+            yield SourceEvent.content(token, "m")
+
+    async def cancel(self) -> None:
+        self.cancel_calls += 1
+
+
+async def test_a_source_that_simply_ends_is_done() -> None:
+    plain = _PlainSource("plain", ["a", "b"])
+    empty = _PlainSource("empty", [])
+    async with open_fanout([plain, empty], "p") as fanout:
+        events = [e async for e in fanout]
+    assert_stream_invariants(events, ["plain", "empty"])
+    for source in (plain, empty):
+        end = terminal(events, source.agent_id)
+        assert (end.type, end.get("stop_reason")) == ("agent_done", "end_turn")
+        assert source.cancel_calls == 0
+    assert joined_text(events, "plain") == "ab"
+    assert fanout.result()["plain"].run_id is None
