@@ -107,7 +107,10 @@ async def run_queue(sources: list[BenchSource]) -> int:
 
 async def run_aiostream(sources: list[BenchSource]) -> int:
     def tagged(source: BenchSource) -> Any:
-        return astream.map(source.stream(), lambda item, aid=source.agent_id: (aid, item))
+        def tag(item: SourceEvent) -> tuple[str, SourceEvent]:
+            return (source.agent_id, item)
+
+        return astream.map(source.stream(), tag)
 
     count = 0
     merged = astream.merge(*(tagged(s) for s in sources))
