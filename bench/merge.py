@@ -107,7 +107,7 @@ async def run_queue(sources: list[BenchSource]) -> int:
 
 async def run_aiostream(sources: list[BenchSource]) -> int:
     def tagged(source: BenchSource) -> Any:
-        def tag(item: SourceEvent) -> tuple[str, SourceEvent]:
+        def tag(item: SourceEvent, *_: SourceEvent) -> tuple[str, SourceEvent]:
             return (source.agent_id, item)
 
         return astream.map(source.stream(), tag)
