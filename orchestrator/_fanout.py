@@ -20,7 +20,7 @@ from ._events import Event, SourceEvent
 from ._exceptions import ConfigError, FanOutStateError, SourceError, UnknownAgentError
 from ._lane import Lane
 from ._options import FanOutOptions, parse_policy
-from ._result import ErrorInfo, FanOutResult
+from ._result import AgentStatus, ErrorInfo, FanOutResult
 from ._source import Source
 from ._types import JSON, TERMINAL_TYPES, CancelReason, EventType
 
@@ -107,7 +107,7 @@ class FanOut:
             hit = True
         return hit
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, AgentStatus]:
         """Per agent: state, buffered events, counts (an :class:`AgentStatus` each)."""
         return {agent_id: lane.status() for agent_id, lane in self._lanes.items()}
 
