@@ -102,7 +102,12 @@ export class EventStream {
       return;
     }
     this.lastIndex = ev.index;
-    this.onEvent(ev);
+    try {
+      this.onEvent(ev);
+    } catch (err) {
+      // A display bug must not turn into a reconnect loop: the event counts as received.
+      console.error("fan-out stream: handling", ev.type, "failed:", err);
+    }
     if (ev.type === "fanout_done") this.close();
   }
 

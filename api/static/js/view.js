@@ -257,7 +257,9 @@ export class RunView {
     const head = el("tr");
     head.append(el("th", { scope: "col" }, "Agent"), el("th", { scope: "col" }, "Outcome"));
     for (const c of columns) head.append(el("th", { scope: "col" }, c.title));
-    table.append(el("thead")).append(head);
+    const thead = el("thead");
+    thead.append(head);
+    table.append(thead);
     const body = table.appendChild(el("tbody"));
     for (const { a, f } of rows) {
       const tr = el("tr", { "data-agent-id": a.agentId });

@@ -1,0 +1,212 @@
+"""Fixtures for the browser tests: a real uvicorn server and real headless Chromium.
+
+The server is a uvicorn subprocess serving ``tests.browser._server`` (the real API over
+scripted agents); the browser is Debian's Chromium driven by Playwright
+(``scripts/install-chromium.sh`` installs it; Playwright's own download does not work here).
+Every test leaves a screenshot in ``tests/artifacts/`` (git-ignored), also when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Dialog, Error, Page, async_playwright
+
+from tests.letta.conftest import letta_stack as letta_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Records what the page must never do: open a dialog, or trip the Content-Security-Policy.
+# Added before any page script runs (init scripts are not subject to the page's CSP).
+_WATCH_SCRIPT = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI);
+});
+"""
+
+
+@dataclass
+class Server:
+    """A running uvicorn subprocess; ``url`` is its base URL."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    async def post(self, path: str) -> httpx.Response:
+        """A POST to the server (for the test-only switches)."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+            return await client.post(path)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(
+    factory: str, *, cwd: Path, log: Path, env: dict[str, str] | None = None
+) -> Server:
+    """Start uvicorn with ``--factory factory`` and wait until it answers ``/healthz``."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "--factory", factory),
+                *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+            ],
+            cwd=cwd,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return Server(url, process, log)
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"uvicorn did not answer within 60 s: {log.read_text()}")
+        time.sleep(0.1)  # polling a real condition (the port answering), with a deadline
+
+
+def stop_server(server: Server) -> None:
+    """Stop the uvicorn subprocess (and wait for it)."""
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def configs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The working directory of the scripted server; its ``configs/`` holds one preset."""
+    cwd = tmp_path_factory.mktemp("server")
+    configs = cwd / "configs"
+    configs.mkdir()
+    (configs / "trio.yaml").write_text(
+        "title: Three scripted agents\n"
+        "description: Alpha, beta and gamma answer together.\n"
+        "agents:\n"
+        "  - {id: alpha, label: Alpha}\n"
+        "  - {id: beta, label: Beta}\n"
+        "  - {id: gamma, label: Gamma}\n"
+        "options: {timeout_s: 60, cancel_timeout_s: 2}\n"
+        'prompts: ["Why is the sky blue?"]\n'
+    )
+    (configs / "not-a-panel.yaml").write_text("runs: []\n")
+    return cwd
+
+
+@pytest.fixture(scope="session")
+def server(configs_dir: Path) -> Iterator[Server]:
+    """The scripted API server (real uvicorn), shared by the tests of the session."""
+    running = start_server(
+        "tests.browser._server:create_app", cwd=configs_dir, log=ARTIFACTS / "server.log"
+    )
+    yield running
+    stop_server(running)
+
+
+@dataclass
+class Watch:
+    """What a page did that a test may forbid: dialogs and console errors."""
+
+    dialogs: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    async def on_dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        await dialog.dismiss()
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.console_errors.append(message.text)
+
+    def on_page_error(self, error: Error) -> None:
+        self.page_errors.append(str(error))
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium (Debian's), closed after the test."""
+    if not await anyio.Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (make test does)")
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture
+def watch() -> Watch:
+    """Dialogs and console errors of the test's page."""
+    return Watch()
+
+
+@pytest.fixture
+async def page(
+    browser: Browser, watch: Watch, request: pytest.FixtureRequest
+) -> AsyncIterator[Page]:
+    """A fresh page (1280 x 860) that records dialogs; screenshot saved after the test."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = await context.new_page()
+    await tab.add_init_script(_WATCH_SCRIPT)
+    tab.on("dialog", watch.on_dialog)
+    tab.on("console", watch.on_console)
+    tab.on("pageerror", watch.on_page_error)
+    try:
+        yield tab
+        # An uncaught exception in the page fails any test, whatever it checked.
+        assert watch.page_errors == []
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        await context.close()
+
+
+async def csp_violations(page: Page) -> list[Any]:
+    """The Content-Security-Policy violations the page reported so far."""
+    found: list[Any] = await page.evaluate("window.__cspViolations")
+    return found
