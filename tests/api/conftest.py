@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import anyio
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from httpx_sse import aconnect_sse
 
 from api import ApiSettings, create_app
 from orchestrator import Event, ScriptedDirectory
 
+from ._server import serve_app
 from .scripted import directory as scripted_directory
 
 
@@ -64,36 +62,14 @@ async def serve_live(settings: ApiSettings | None = None) -> AsyncIterator[Live]
     """Serve a fresh app with uvicorn on an ephemeral port until the block ends."""
     directory = scripted_directory()
     app = create_app(settings or ApiSettings(), directory)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            await wait_for(lambda: server.started, "uvicorn to start")
-            try:
-                yield Live(app, f"http://127.0.0.1:{port}", directory)
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
+    async with serve_app(app) as base_url:
+        yield Live(app, base_url, directory)
 
 
 @pytest.fixture
 async def live() -> AsyncIterator[Live]:
     async with serve_live() as value:
         yield value
-
-
-async def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    """Poll a real condition until it holds; fail naming ``what`` after ``timeout_s``."""
-    with anyio.fail_after(timeout_s):
-        # Polling a real condition with a deadline: uvicorn and the hub offer no event here.
-        while not condition():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 async def read_sse(
