@@ -21,7 +21,7 @@ from ._panel import (
     wait_for_text,
     wait_status,
 )
-from .conftest import Server, Watch, csp_violations
+from .conftest import ARTIFACTS, Server, Watch, csp_violations
 
 pytestmark = pytest.mark.browser
 
@@ -195,3 +195,84 @@ async def test_preset_selects_its_agents_and_offers_prompts(page: Page, server: 
     assert labels == ["Alpha", "Beta", "Gamma"]
     for agent_id, text in PLAIN.items():
         assert await raw_text(page, agent_id) == text
+
+
+async def test_markdown_answers_and_the_comparison_view(page: Page, server: Server) -> None:
+    await open_panel(page, server.url)
+    await pick(page, "optimist", "skeptic", "historian")
+    await send(page, "Should a small team adopt a monorepo?")
+    await wait_finished(page)
+
+    compare = shown_run(page).locator(".compare")
+    optimist = compare.locator('.answer-card[data-agent-id="optimist"] .answer')
+    await expect(optimist.locator("table tr")).to_have_count(3)
+    await expect(optimist.locator("ul > li")).to_have_count(3)
+    await expect(optimist.locator("strong")).to_have_text("Yes, with care.")
+    skeptic = compare.locator('.answer-card[data-agent-id="skeptic"] .answer')
+    await expect(skeptic.locator("ol > li")).to_have_count(3)
+    await expect(skeptic.locator("pre code")).to_contain_text("if team_size < 10:")
+    historian = compare.locator('.answer-card[data-agent-id="historian"] .answer')
+    await expect(historian.locator("blockquote")).to_have_count(1)
+    for agent_id in ("optimist", "skeptic", "historian"):
+        assert await raw_text(page, agent_id) == EXPECTED[agent_id]
+
+    # Reasoning is collapsed; a tool call is a chip whose result shows on expand.
+    await shown_run(page).get_by_role("tab", name="Live").click()
+    reasoning = column(page, "optimist").locator("details.reasoning")
+    assert await reasoning.get_attribute("open") is None
+    chip = column(page, "optimist").locator(".chip")
+    await expect(chip.locator(".chip-name")).to_have_text("search_notes")
+    await expect(chip.locator(".chip-result")).not_to_be_visible()
+    await chip.locator("summary").click()
+    await expect(chip.locator(".chip-result")).to_contain_text('"top": "<b>not bold</b>"')
+
+    await shown_run(page).get_by_role("tab", name="Compare").click()
+    await page.screenshot(path=str(ARTIFACTS / "panel-comparison.png"))
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)])
+async def test_eight_agents_wrap_on_wide_and_narrow_screens(
+    page: Page, server: Server, width: int, height: int
+) -> None:
+    await page.set_viewport_size({"width": width, "height": height})
+    eight = ("alpha", "beta", "gamma", "optimist", "skeptic", "historian", "steady-1", "steady-2")
+    await open_panel(page, server.url)
+    await pick(page, *eight)
+    await send(page, "Everyone at once")
+    await wait_finished(page)
+    await shown_run(page).get_by_role("tab", name="Live").click()
+
+    boxes = [await column(page, a).bounding_box() for a in eight]
+    assert all(box is not None for box in boxes)
+    lefts = {round(box["x"]) for box in boxes if box is not None}
+    rows = {round(box["y"]) for box in boxes if box is not None}
+    assert len(rows) > 1, "eight columns should wrap onto several rows"
+    if width < 600:
+        assert len(lefts) == 1, "a narrow screen shows one column per row"
+    else:
+        assert len(lefts) >= 3
+    for box in boxes:
+        assert box is not None
+        assert box["x"] + box["width"] <= width + 1
+    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, "the page scrolls sideways"
+    for agent_id in eight:
+        assert await raw_text(page, agent_id) == EXPECTED[agent_id]
+
+
+async def test_keyboard_only_send_and_stop(page: Page, server: Server) -> None:
+    await open_panel(page, server.url)
+    # Tab to the "slow" checkbox, tick it with Space, then to the prompt.
+    box = page.locator('#agents input[data-agent-id="slow"]')
+    for _ in range(40):
+        await page.keyboard.press("Tab")
+        if await box.evaluate("el => el === document.activeElement"):
+            break
+    await page.keyboard.press("Space")
+    await expect(box).to_be_checked()
+    await page.locator("#prompt").focus()
+    await page.keyboard.type("Go slowly")
+    await page.keyboard.press("Enter")
+    await wait_for_text(page, "slow", 10)
+    await page.keyboard.press("Escape")
+    await wait_status(page, "slow", "cancelled")

@@ -240,23 +240,29 @@ export class RunView {
     const rows = agents.map((a) => ({ a, f: figures(run, a) }));
     // Best per column among the agents that finished: lower is better except tokens/s.
     const columns = [
-      { key: "ttft", title: "TTFT", better: "low", show: (v) => fmt(v, 2, " s") },
-      { key: "rate", title: "tok/s", better: "high", show: (v) => fmt(v, 1) },
-      { key: "duration", title: "Duration", better: "low", show: (v) => fmt(v, 2, " s") },
-      { key: "tokens", title: "Tokens", better: "low", show: (v) => (v === null ? "–" : String(v)) },
+      { key: "ttft", title: "TTFT", better: "low", digits: 2, unit: " s" },
+      { key: "rate", title: "tok/s", better: "high", digits: 1, unit: "" },
+      { key: "duration", title: "Duration", better: "low", digits: 2, unit: " s" },
+      { key: "tokens", title: "Tokens", better: "low", digits: 0, unit: "", hint: "fewest" },
     ];
+    // Compared as shown, so that values that look equal are all marked.
+    const shown = (c, v) => (typeof v === "number" ? Number(v.toFixed(c.digits)) : null);
     const best = {};
     for (const c of columns) {
       const values = rows
         .filter((r) => r.a.status === "done" && typeof r.f[c.key] === "number")
-        .map((r) => r.f[c.key]);
+        .map((r) => shown(c, r.f[c.key]));
       if (values.length > 1) best[c.key] = c.better === "low" ? Math.min(...values) : Math.max(...values);
     }
     const table = el("table", { class: "metrics" });
     table.append(el("caption", {}, "Figures per agent (best of each column marked ★)"));
     const head = el("tr");
     head.append(el("th", { scope: "col" }, "Agent"), el("th", { scope: "col" }, "Outcome"));
-    for (const c of columns) head.append(el("th", { scope: "col" }, c.title));
+    for (const c of columns) {
+      const th = el("th", { scope: "col" }, c.title);
+      if (c.hint) th.title = `best: ${c.hint}`;
+      head.append(th);
+    }
     const thead = el("thead");
     thead.append(head);
     table.append(thead);
@@ -265,8 +271,8 @@ export class RunView {
       const tr = el("tr", { "data-agent-id": a.agentId });
       tr.append(el("th", { scope: "row" }, a.label), el("td", {}, statusText(a)));
       for (const c of columns) {
-        const td = el("td", { "data-metric": c.key }, c.show(f[c.key]));
-        if (a.status === "done" && best[c.key] !== undefined && f[c.key] === best[c.key]) {
+        const td = el("td", { "data-metric": c.key }, fmt(f[c.key], c.digits, c.unit));
+        if (a.status === "done" && best[c.key] !== undefined && shown(c, f[c.key]) === best[c.key]) {
           td.classList.add("best");
           td.prepend(el("span", { class: "star", "aria-label": "best" }, "★ "));
         }
