@@ -66,9 +66,12 @@ def test_settings_are_checked() -> None:
 async def test_sse_sends_keepalive_pings_while_agents_are_silent() -> None:
     async with serve_live(ApiSettings(ping_s=0.05)) as live:
         body = {"agents": [{"agent_id": "staller"}], "message": "hi"}
-        async with httpx.AsyncClient(base_url=live.base_url) as client, client.stream(
-            "POST", "/v1/fanouts", json=body, headers={"Accept": "text/event-stream"}
-        ) as response:
+        async with (
+            httpx.AsyncClient(base_url=live.base_url) as client,
+            client.stream(
+                "POST", "/v1/fanouts", json=body, headers={"Accept": "text/event-stream"}
+            ) as response,
+        ):
             pings = 0
             async for line in response.aiter_lines():
                 if line.startswith(": ping"):
