@@ -13,7 +13,6 @@ deployment has no such switch.
 from __future__ import annotations
 
 import json
-import os
 from urllib.parse import parse_qs
 
 import anyio
@@ -98,9 +97,3 @@ def create_app() -> ASGIApp:
     directory: AgentDirectory = create_directory()
     settings = ApiSettings(ping_s=1.0)
     return StreamCutter(create_api_app(settings, directory))
-
-
-def create_letta_app() -> ASGIApp:
-    """The real app over the Letta server at ``$LETTA_BASE_URL`` (uvicorn ``--factory``)."""
-    settings = ApiSettings(letta_base_url=os.environ["LETTA_BASE_URL"])
-    return StreamCutter(create_api_app(settings))

@@ -71,19 +71,16 @@ def _free_port() -> int:
 
 
 def start_server(
-    factory: str, *, cwd: Path, log: Path, env: dict[str, str] | None = None
+    argv: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None
 ) -> Server:
-    """Start uvicorn with ``--factory factory`` and wait until it answers ``/healthz``."""
+    """Run ``argv + [--host, --port]`` (a uvicorn server) and wait until ``/healthz`` answers."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "uvicorn", "--factory", factory),
-                *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-            ],
+            [*argv, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
             cwd=cwd,
             env=full_env,
             stdout=out,
@@ -92,7 +89,7 @@ def start_server(
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {process.returncode}: {log.read_text()}")
+            raise RuntimeError(f"server exited with {process.returncode}: {log.read_text()}")
         try:
             if httpx.get(url + "/healthz", timeout=2).status_code == 200:
                 return Server(url, process, log)
@@ -100,7 +97,7 @@ def start_server(
             pass
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"uvicorn did not answer within 60 s: {log.read_text()}")
+            raise RuntimeError(f"server did not answer within 60 s: {log.read_text()}")
         time.sleep(0.1)  # polling a real condition (the port answering), with a deadline
 
 
@@ -137,9 +134,8 @@ def configs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server(configs_dir: Path) -> Iterator[Server]:
     """The scripted API server (real uvicorn), shared by the tests of the session."""
-    running = start_server(
-        "tests.browser._server:create_app", cwd=configs_dir, log=ARTIFACTS / "server.log"
-    )
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "tests.browser._server:create_app"]
+    running = start_server(argv, cwd=configs_dir, log=ARTIFACTS / "server.log")
     yield running
     stop_server(running)
 
