@@ -191,5 +191,7 @@ async def run_panel(
                     live.refresh()
                     drawn = now
             live.refresh()
+        # Whatever follows (the figures) starts on a line of its own.
+        console.line()
         tg.cancel_scope.cancel()
     return fanout.result()

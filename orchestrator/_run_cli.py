@@ -44,7 +44,7 @@ BaseUrl = Annotated[
 
 
 def _err() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _run_async(action: Callable[[], Awaitable[T]]) -> T:
