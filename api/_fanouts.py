@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Message
 
 from orchestrator import (
     FanOutExpiredError,
@@ -67,10 +68,17 @@ def stream_response(state: ApiState, entry: HubFanOut, after: int) -> EventSourc
     except FanOutExpiredError as exc:
         raise ApiError(410, "events_expired", str(exc)) from None
     settings = state.settings
+
+    async def on_client_close(message: Message) -> None:
+        # Covers a client that leaves before the stream's first read registered it as a
+        # watcher; otherwise leaving watch() applies on_disconnect (calling twice is safe).
+        entry.client_gone()
+
     return EventSourceResponse(
         _sse_events(entry, after),
         ping=settings.ping_s,
         send_timeout=settings.send_timeout_s,
+        client_close_handler_callable=on_client_close,
         headers={
             "X-Fanout-Id": entry.fanout_id,
             "Content-Location": events_url(entry.fanout_id),

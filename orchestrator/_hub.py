@@ -123,14 +123,20 @@ class HubFanOut:
             # No await in here: this runs while the reader is being cancelled.
             self._watchers -= 1
             sub.close()
-            if (
-                not sub.reached_end
-                and self._watchers == 0
-                and self.on_disconnect == "cancel"
-                and self.running
-            ):
-                logger.info("fan-out %s: last reader left, cancelling", self.fanout_id)
-                self.cancel(reason="disconnect")
+            if not sub.reached_end:
+                self.client_gone()
+
+    def client_gone(self) -> bool:
+        """A streaming client went away before the end: apply ``on_disconnect``.
+
+        Cancels every agent (reason ``disconnect``) when ``on_disconnect`` is ``"cancel"``
+        and no other watcher remains; returns whether it did. :meth:`watch` calls it; call
+        it yourself when a client leaves before it could start watching. Never waits.
+        """
+        if self._watchers or self.on_disconnect != "cancel" or not self.running:
+            return False
+        logger.info("fan-out %s: last reader left, cancelling", self.fanout_id)
+        return self.cancel(reason="disconnect")
 
     def summary(self) -> JSON:
         """State and per-agent summary, JSON-ready (for ``GET /v1/fanouts/{id}``)."""

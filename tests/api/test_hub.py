@@ -131,3 +131,20 @@ async def test_leaving_the_hub_cancels_running_fanouts() -> None:
     assert not entry.running
     assert src.cancel_calls == 1
     assert src.closed
+
+
+async def test_client_gone_before_watching_applies_on_disconnect() -> None:
+    async with open_hub() as hub:
+        src = stalling("a")
+        entry = hub.start([src], "hi", on_disconnect="cancel")
+        async with entry.watch():
+            assert not entry.client_gone()  # someone still watches
+        await entry.wait()
+        assert src.cancel_calls == 1
+
+        other = stalling("b")
+        entry = hub.start([other], "hi", on_disconnect="cancel")
+        assert entry.client_gone()
+        await entry.wait()
+        assert not entry.client_gone()
+        assert other.cancel_calls == 1
