@@ -50,13 +50,25 @@ def _err() -> Console:
 def _run_async(action: Callable[[], Awaitable[T]]) -> T:
     """Run ``action``; turn the package's errors into messages and exit codes."""
     try:
-        return anyio.run(action)
+        try:
+            return anyio.run(action)
+        except BaseExceptionGroup as group:
+            # A task group wraps the error of one of its tasks (e.g. the server went away).
+            leaf = _first_leaf(group)
+            if isinstance(leaf, OrchestratorError):
+                raise leaf from group
+            raise
     except ConfigError as exc:
         _err().print(f"[red]config error:[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_CONFIG) from None
     except OrchestratorError as exc:
         _err().print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def run(
