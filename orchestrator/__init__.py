@@ -5,6 +5,13 @@ Start with :func:`open_fanout` (stream) or :func:`collect` (final answers only).
 
 from __future__ import annotations
 
+from ._batch import BatchRunner as BatchRunner
+from ._batch import BatchSummary as BatchSummary
+from ._batch import run_batch as run_batch
+from ._batch_config import load_batch as load_batch
+from ._batch_plan import BatchPlan as BatchPlan
+from ._batch_plan import PromptItem as PromptItem
+from ._batch_plan import RetryPolicy as RetryPolicy
 from ._config import AgentConfig as AgentConfig
 from ._config import ConfigModel as ConfigModel
 from ._config import LettaConnection as LettaConnection
@@ -43,6 +50,10 @@ from ._letta import LettaSource as LettaSource
 from ._letta_directory import LettaDirectory as LettaDirectory
 from ._letta_directory import create_letta_directory as create_letta_directory
 from ._options import FanOutOptions as FanOutOptions
+from ._panel import run_panel as run_panel
+from ._report import Report as Report
+from ._report import build_report as build_report
+from ._report_render import write_report as write_report
 from ._result import AgentResult as AgentResult
 from ._result import AgentStatus as AgentStatus
 from ._result import ErrorInfo as ErrorInfo
@@ -64,6 +75,9 @@ __all__ = [
     "AgentResult",
     "AgentState",
     "AgentStatus",
+    "BatchPlan",
+    "BatchRunner",
+    "BatchSummary",
     "CancelReason",
     "CapacityError",
     "ConfigError",
@@ -91,6 +105,9 @@ __all__ = [
     "OrchestratorError",
     "Overflow",
     "PanelConfig",
+    "PromptItem",
+    "Report",
+    "RetryPolicy",
     "ScriptedDirectory",
     "ScriptedSource",
     "Source",
@@ -98,11 +115,16 @@ __all__ = [
     "SourceEvent",
     "UnknownAgentError",
     "UnknownFanOutError",
+    "build_report",
     "collect",
     "create_letta_directory",
     "event_schema",
+    "load_batch",
     "load_config",
     "load_panel",
     "open_fanout",
     "open_hub",
+    "run_batch",
+    "run_panel",
+    "write_report",
 ]
