@@ -127,6 +127,13 @@ def configs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "options: {timeout_s: 60, cancel_timeout_s: 2}\n"
         'prompts: ["Why is the sky blue?"]\n'
     )
+    (configs / "views.yaml").write_text(
+        "title: Three views\n"
+        "agents:\n"
+        "  - {id: optimist, label: Optimist}\n"
+        "  - {id: skeptic, label: Skeptic}\n"
+        "  - {id: historian, label: Historian}\n"
+    )
     (configs / "not-a-panel.yaml").write_text("runs: []\n")
     return cwd
 

@@ -182,7 +182,11 @@ async def test_page_resumes_after_the_server_drops_the_stream(page: Page, server
 async def test_preset_selects_its_agents_and_offers_prompts(page: Page, server: Server) -> None:
     await open_panel(page, server.url)
     options = await page.locator("#preset option").all_inner_texts()
-    assert options == ["Custom selection", "Three scripted agents (3 agents)"]
+    assert options == [
+        "Custom selection",
+        "Three scripted agents (3 agents)",
+        "Three views (3 agents)",
+    ]
     await page.locator("#preset").select_option("trio")
     for agent_id in ("alpha", "beta", "gamma"):
         await expect(page.locator(f'#agents input[data-agent-id="{agent_id}"]')).to_be_checked()
@@ -199,7 +203,7 @@ async def test_preset_selects_its_agents_and_offers_prompts(page: Page, server: 
 
 async def test_markdown_answers_and_the_comparison_view(page: Page, server: Server) -> None:
     await open_panel(page, server.url)
-    await pick(page, "optimist", "skeptic", "historian")
+    await page.locator("#preset").select_option("views")
     await send(page, "Should a small team adopt a monorepo?")
     await wait_finished(page)
 
