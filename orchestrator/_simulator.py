@@ -413,6 +413,9 @@ class Simulator:
         except ValueError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
         streaming = bool(body.get("streaming"))
+        if streaming and not _is_v1_sdk(request):
+            detail = "streaming=true is only supported for SDK v1.0+ clients."
+            return JSONResponse({"detail": detail}, status_code=422)
         if not streaming and body.get("stream_tokens"):
             detail = (
                 "Streaming options set without streaming enabled. "
@@ -454,6 +457,25 @@ def _active(run: SimRun) -> bool:
 
 def _monotonic() -> float:
     return time.monotonic()
+
+
+def _is_v1_sdk(request: Request) -> bool:
+    # Letta refuses streaming to pre-1.0 SDKs: it looks at the Stainless version header, then
+    # at a "letta-client/<version>" User-Agent; no User-Agent at all counts as new.
+    if request.headers.get("x-stainless-package-version"):
+        return True
+    agent = request.headers.get("user-agent")
+    if not agent:
+        return True
+    parts = agent.split("/")
+    if len(parts) == 3 and parts[:2] != ["@letta-ai", "letta-client"]:
+        return False
+    if len(parts) == 2 and parts[0] != "letta-client":
+        return False
+    if len(parts) not in (2, 3):
+        return False
+    major = parts[-1].split(".")[0]
+    return major.isdigit() and int(major) >= 1
 
 
 async def _json_body(request: Request) -> Any:
