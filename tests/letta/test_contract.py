@@ -119,9 +119,9 @@ async def _record_sdk(client: AsyncLetta, agent_id: str, scenario: Scenario) -> 
             streaming=True,
             stream_tokens=True,
         )
-        run_id = None
+        run_id: str | None = None
         async for item in stream:
-            data = item.to_dict()
+            data: dict[str, Any] = item.to_dict()
             entries.append((data.get("message_type"), tuple(sorted(data))))
             run_id = run_id or data.get("run_id")
             tokens += data.get("message_type") == "assistant_message"
