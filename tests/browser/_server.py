@@ -18,8 +18,8 @@ from urllib.parse import parse_qs
 import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api._app import create_app as create_api_app
-from api._settings import ApiSettings
+from api import ApiSettings
+from api import create_app as create_api_app
 from orchestrator import AgentDirectory
 
 from ._agents import create_directory

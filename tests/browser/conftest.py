@@ -23,7 +23,10 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Dialog, Error, Page, async_playwright
 
+# The Letta stack's fixture, and its hook that brings a cold stack up once after collection
+# (outside any per-test timeout), also when only tests/browser is collected.
 from tests.letta.conftest import letta_stack as letta_stack
+from tests.letta.conftest import pytest_collection_finish as pytest_collection_finish
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"

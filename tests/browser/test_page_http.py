@@ -10,9 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api._app import create_app
+from api import ApiSettings, create_app
 from api._page import CONTENT_SECURITY_POLICY, STATIC_DIR, create_page_router
-from api._settings import ApiSettings
 
 from ._agents import create_directory
 
