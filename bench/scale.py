@@ -1,0 +1,328 @@
+"""Scale: N simulated Letta agents at 50 tokens/s each over real HTTP, through the Python API.
+
+For each N a fresh Letta protocol simulator (``python -m orchestrator._simulator``) runs in
+its own process. Two modes read the same N streams, each in a fresh worker process (so peak
+RSS and CPU are its own):
+
+- ``direct``: ``letta_client`` only, one task per stream (the baseline);
+- ``fanout``: ``open_fanout`` over ``LettaSource`` (the orchestrator).
+
+Per mode: events/s sustained (events over the span from first to last event), CPU seconds
+(user + system) per 1000 events, peak RSS, and the p50/p99 lateness of each token against
+its schedule (run ``created_at`` on the server + (k+1)/tps, same wall clock). The delay the
+orchestrator adds is the difference of the two modes' percentiles.
+
+Stalled consumer: N = 1000 (``--quick``: 100) agents in one fan-out whose reader stops after
+``fanout_start`` for ``--stall-s`` seconds, once with ``overflow="block"`` and once with the
+default ``coalesce``: RSS growth during the stall, agents paused, and the frames the
+simulator managed to send (TCP backpressure reaches it when the sources pause).
+
+Prints ONE JSON object::
+
+    .venv/bin/python bench/scale.py --json            # N = 10, 100, 1000 (minutes)
+    .venv/bin/python bench/scale.py --json --quick    # N = 10, 100 (CI-sized)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import anyio
+import httpx
+import psutil
+from letta_client import AsyncLetta, DefaultAsyncHttpxClient
+
+from orchestrator import LettaSource, open_fanout
+
+TPS = 50.0
+PROMPT = "Report your status"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def simulator(agents: int, tokens: int) -> Iterator[str]:
+    """A simulator process with ``agents`` agents answering ``tokens`` tokens at 50/s."""
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator._simulator",
+        "--port",
+        str(port),
+        "--agents",
+        str(agents),
+        "--directives",
+        f"tps={TPS:g} words={tokens - 1}",
+        "--tick",
+        "0.02",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base_url}/v1/health/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"simulator did not start: {proc.stderr}")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _client(base_url: str, agents: int) -> AsyncLetta:
+    # The SDK's default pool stops at 100 connections: one connection per stream here.
+    limits = httpx.Limits(max_connections=agents + 20, max_keepalive_connections=agents + 20)
+    http = DefaultAsyncHttpxClient(limits=limits, timeout=httpx.Timeout(120, connect=30))
+    return AsyncLetta(base_url=base_url, http_client=http, max_retries=0)
+
+
+def _parse_date(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def _run_created(client: AsyncLetta, run_ids: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    limiter = anyio.CapacityLimiter(50)
+
+    async def one(run_id: str) -> None:
+        async with limiter:
+            run = await client.runs.retrieve(run_id)
+            created = run.created_at
+            out[run_id] = (
+                created.timestamp() if isinstance(created, datetime) else _parse_date(str(created))
+            )
+
+    async with anyio.create_task_group() as tg:
+        for run_id in run_ids:
+            tg.start_soon(one, run_id)
+    return out
+
+
+def _lateness(
+    arrivals: dict[str, list[float]], created: dict[str, float], tps: float
+) -> list[float]:
+    late: list[float] = []
+    for run_id, times in arrivals.items():
+        start = created[run_id]
+        late.extend(t - (start + (k + 1) / tps) for k, t in enumerate(times))
+    return late
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _direct(base_url: str, agents: int) -> dict[str, Any]:
+    async with _client(base_url, agents) as client:
+        ids = [a.id async for a in client.agents.list(limit=1000)]
+        arrivals: dict[str, list[float]] = {}
+        counts = {"events": 0}
+        first_last = [float("inf"), 0.0]
+
+        async def read(agent_id: str) -> None:
+            stream = await client.agents.messages.create(
+                agent_id=agent_id,
+                messages=[{"role": "user", "content": PROMPT}],
+                streaming=True,
+                stream_tokens=True,
+            )
+            run_id = ""
+            async for item in stream:
+                now = time.time()
+                counts["events"] += 1
+                first_last[0] = min(first_last[0], now)
+                first_last[1] = max(first_last[1], now)
+                if item.message_type == "ping":
+                    run_id = str(item.run_id)
+                    arrivals[run_id] = []
+                elif item.message_type == "assistant_message":
+                    arrivals[run_id].append(now)
+
+        cpu0 = _cpu()
+        async with anyio.create_task_group() as tg:
+            for agent_id in ids[:agents]:
+                tg.start_soon(read, agent_id)
+        cpu = _cpu() - cpu0
+        created = await _run_created(client, list(arrivals))
+    return _figures(counts["events"], first_last, cpu, _lateness(arrivals, created, TPS))
+
+
+async def _fanout(base_url: str, agents: int) -> dict[str, Any]:
+    async with _client(base_url, agents) as client:
+        ids = [a.id async for a in client.agents.list(limit=1000)]
+        sources = [LettaSource(client, agent_id) for agent_id in ids[:agents]]
+        arrivals: dict[str, list[float]] = {}
+        events = 0
+        first_last = [float("inf"), 0.0]
+        cpu0 = _cpu()
+        async with open_fanout(sources, PROMPT, timeout_s=600) as fanout:
+            async for event in fanout:
+                now = time.time()
+                events += 1
+                first_last[0] = min(first_last[0], now)
+                first_last[1] = max(first_last[1], now)
+                if event.type == "content" and event.agent_id is not None:
+                    arrivals.setdefault(event.agent_id, []).append(now)
+        cpu = _cpu() - cpu0
+        result = fanout.result()
+        by_run = {}
+        for source in sources:
+            if source.run_ids and source.agent_id in arrivals:
+                by_run[source.run_ids[0]] = arrivals[source.agent_id]
+        created = await _run_created(client, list(by_run))
+    figures = _figures(events, first_last, cpu, _lateness(by_run, created, TPS))
+    figures["agents_done"] = sum(r.state == "done" for r in result)
+    return figures
+
+
+async def _stalled(base_url: str, agents: int, stall_s: float, overflow: str) -> dict[str, Any]:
+    proc = psutil.Process()
+    async with _client(base_url, agents) as client, httpx.AsyncClient() as http:
+        ids = [a.id async for a in client.agents.list(limit=1000)]
+        sources = [LettaSource(client, agent_id) for agent_id in ids[:agents]]
+        async with open_fanout(
+            sources, PROMPT, buffer=64, overflow=overflow, timeout_s=600
+        ) as fanout:
+            iterator = aiter(fanout)
+            await anext(iterator)  # fanout_start; then the consumer stalls
+            await anyio.sleep(1.0)  # let every stream start before the baseline
+            rss0 = proc.memory_info().rss
+            sent0 = (await http.get(f"{base_url}/_sim/stats")).json()["frames_sent"]
+            peak = rss0
+            samples = int(stall_s / 0.25)
+            for _ in range(samples):
+                await anyio.sleep(0.25)
+                peak = max(peak, proc.memory_info().rss)
+            sent1 = (await http.get(f"{base_url}/_sim/stats")).json()["frames_sent"]
+            status = fanout.status()
+            paused = sum(s.paused for s in status.values())
+            buffered = max(s.buffered for s in status.values())
+            coalesced = sum(s.coalesced for s in status.values())
+            fanout.cancel()
+            async for _ in iterator:
+                pass
+    window = samples * 0.25
+    return {
+        "overflow": overflow,
+        "agents": agents,
+        "stall_s": window,
+        "rss_start_mb": round(rss0 / 2**20, 1),
+        "rss_growth_mb": round((peak - rss0) / 2**20, 1),
+        "agents_paused": paused,
+        "max_buffered_events": buffered,
+        "deltas_coalesced": coalesced,
+        "server_frames_per_s_during_stall": round((sent1 - sent0) / window),
+        "server_frames_per_s_unpaused": round(agents * TPS),
+    }
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _figures(events: int, first_last: list[float], cpu: float, late: list[float]) -> dict[str, Any]:
+    span = max(first_last[1] - first_last[0], 1e-9)
+    return {
+        "events": events,
+        "events_per_s": round(events / span),
+        "cpu_s_per_1000_events": round(1000 * cpu / max(events, 1), 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "token_late_p50_ms": round(1000 * _pct(late, 0.50), 2),
+        "token_late_p99_ms": round(1000 * _pct(late, 0.99), 2),
+        "tokens_timed": len(late),
+    }
+
+
+def _worker(spec: dict[str, Any]) -> dict[str, Any]:
+    mode = spec["mode"]
+    if mode == "direct":
+        return anyio.run(_direct, spec["base_url"], spec["agents"])
+    if mode == "fanout":
+        return anyio.run(_fanout, spec["base_url"], spec["agents"])
+    return anyio.run(_stalled, spec["base_url"], spec["agents"], spec["stall_s"], spec["overflow"])
+
+
+def _in_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object (default)")
+    parser.add_argument("--quick", action="store_true", help="CI-sized: N = 10, 100")
+    parser.add_argument("--tokens", type=int, default=None, help="tokens per answer")
+    parser.add_argument("--stall-s", type=float, default=None, help="stalled-consumer window")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(_worker(json.loads(args.worker))))
+        return
+
+    sizes = (10, 100) if args.quick else (10, 100, 1000)
+    tokens = args.tokens or (100 if args.quick else 200)
+    stall_n = 100 if args.quick else 1000
+    stall_s = args.stall_s or (2.0 if args.quick else 5.0)
+    started = time.monotonic()
+    python_api: list[dict[str, Any]] = []
+    for n in sizes:
+        row: dict[str, Any] = {"agents": n, "tokens_per_agent": tokens, "tps_per_agent": TPS}
+        for mode in ("direct", "fanout"):
+            with simulator(n, tokens) as base_url:
+                row[mode] = _in_worker({"mode": mode, "base_url": base_url, "agents": n})
+        for q in ("p50", "p99"):
+            key = f"token_late_{q}_ms"
+            row[f"added_delay_{q}_ms"] = round(row["fanout"][key] - row["direct"][key], 2)
+        python_api.append(row)
+    stalled = []
+    for overflow in ("block", "coalesce"):
+        # Long answers, so that nobody finishes during the stall.
+        with simulator(stall_n, 100_000) as base_url:
+            spec = {"mode": "stall", "base_url": base_url, "agents": stall_n}
+            stalled.append(_in_worker({**spec, "stall_s": stall_s, "overflow": overflow}))
+    report = {
+        "benchmark": "scale",
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+        "python_api": python_api,
+        "stalled_consumer": stalled,
+        "sse_api": "not measured yet (needs the API's fan-out endpoint; see bench/README.md)",
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
