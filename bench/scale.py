@@ -55,8 +55,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class SimProcess:
+    """A running simulator: its URL and the CPU time its process used so far."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], base_url: str) -> None:
+        self.proc = proc
+        self.base_url = base_url
+
+    def cpu_s(self) -> float:
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
+
+
 @contextmanager
-def simulator(agents: int, tokens: int) -> Iterator[str]:
+def simulator(agents: int, tokens: int) -> Iterator[SimProcess]:
     """A simulator process with ``agents`` agents answering ``tokens`` tokens at 50/s."""
     port = _free_port()
     cmd = [
@@ -85,7 +97,7 @@ def simulator(agents: int, tokens: int) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"simulator did not start: {proc.stderr}")
             time.sleep(0.1)
-        yield base_url
+        yield SimProcess(proc, base_url)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -300,8 +312,10 @@ def main() -> None:
     for n in sizes:
         row: dict[str, Any] = {"agents": n, "tokens_per_agent": tokens, "tps_per_agent": TPS}
         for mode in ("direct", "fanout"):
-            with simulator(n, tokens) as base_url:
-                row[mode] = _in_worker({"mode": mode, "base_url": base_url, "agents": n})
+            with simulator(n, tokens) as sim:
+                cpu0 = sim.cpu_s()
+                row[mode] = _in_worker({"mode": mode, "base_url": sim.base_url, "agents": n})
+                row[mode]["simulator_cpu_s"] = round(sim.cpu_s() - cpu0, 2)
         for q in ("p50", "p99"):
             key = f"token_late_{q}_ms"
             row[f"added_delay_{q}_ms"] = round(row["fanout"][key] - row["direct"][key], 2)
@@ -309,8 +323,8 @@ def main() -> None:
     stalled = []
     for overflow in ("block", "coalesce"):
         # Long answers, so that nobody finishes during the stall.
-        with simulator(stall_n, 100_000) as base_url:
-            spec = {"mode": "stall", "base_url": base_url, "agents": stall_n}
+        with simulator(stall_n, 100_000) as sim:
+            spec = {"mode": "stall", "base_url": sim.base_url, "agents": stall_n}
             stalled.append(_in_worker({**spec, "stall_s": stall_s, "overflow": overflow}))
     report = {
         "benchmark": "scale",
