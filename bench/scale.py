@@ -322,7 +322,7 @@ def main() -> None:
         print(json.dumps(_worker(json.loads(args.worker))))
         return
 
-    sizes = (10, 100) if args.quick else (10, 100, 1000)
+    sizes: tuple[int, ...] = (10, 100) if args.quick else (10, 100, 1000)
     if args.sizes:
         sizes = tuple(int(n) for n in args.sizes.split(","))
     tokens = args.tokens or (100 if args.quick else 200)
