@@ -103,7 +103,11 @@ def simulator(agents: int, tokens: int) -> Iterator[SimProcess]:
         yield SimProcess(proc, base_url)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # graceful shutdown waits for a thousand open streams
+            proc.wait(timeout=10)
 
 
 def _client(base_url: str, agents: int) -> AsyncLetta:

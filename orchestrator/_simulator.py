@@ -534,6 +534,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         loop="uvloop" if _has_uvloop() else "asyncio",
         backlog=4096,
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=2,
     )
 
 
