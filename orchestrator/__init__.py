@@ -1,23 +1,20 @@
 """Fan one prompt out to several Letta agents; one merged, tagged event stream.
 
 Start with :func:`open_fanout` (stream) or :func:`collect` (final answers only).
+
+The core (events, the fan-out engine, sources, the hub) is imported eagerly; the parts that
+pull in heavy dependencies (the Letta SDK, pydantic configs, batch runs, reports, the
+terminal panel) load on first use, so ``import orchestrator`` stays cheap.
 """
 
 from __future__ import annotations
 
-from ._batch import BatchRunner as BatchRunner
-from ._batch import BatchSummary as BatchSummary
-from ._batch import run_batch as run_batch
-from ._batch_config import load_batch as load_batch
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._batch_plan import BatchPlan as BatchPlan
 from ._batch_plan import PromptItem as PromptItem
 from ._batch_plan import RetryPolicy as RetryPolicy
-from ._config import AgentConfig as AgentConfig
-from ._config import ConfigModel as ConfigModel
-from ._config import LettaConnection as LettaConnection
-from ._config import PanelConfig as PanelConfig
-from ._config import load_config as load_config
-from ._config import load_panel as load_panel
 from ._directory import AgentDirectory as AgentDirectory
 from ._directory import AgentInfo as AgentInfo
 from ._directory import AgentRef as AgentRef
@@ -46,14 +43,7 @@ from ._hub import OnDisconnect as OnDisconnect
 from ._hub import open_hub as open_hub
 from ._hub_log import EventLog as EventLog
 from ._hub_log import LogSubscription as LogSubscription
-from ._letta import LettaSource as LettaSource
-from ._letta_directory import LettaDirectory as LettaDirectory
-from ._letta_directory import create_letta_directory as create_letta_directory
 from ._options import FanOutOptions as FanOutOptions
-from ._panel import run_panel as run_panel
-from ._report import Report as Report
-from ._report import build_report as build_report
-from ._report_render import write_report as write_report
 from ._result import AgentResult as AgentResult
 from ._result import AgentStatus as AgentStatus
 from ._result import ErrorInfo as ErrorInfo
@@ -65,6 +55,59 @@ from ._types import AgentState as AgentState
 from ._types import CancelReason as CancelReason
 from ._types import EventType as EventType
 from ._types import Overflow as Overflow
+
+if TYPE_CHECKING:
+    from ._batch import BatchRunner as BatchRunner
+    from ._batch import BatchSummary as BatchSummary
+    from ._batch import run_batch as run_batch
+    from ._batch_config import load_batch as load_batch
+    from ._config import AgentConfig as AgentConfig
+    from ._config import ConfigModel as ConfigModel
+    from ._config import LettaConnection as LettaConnection
+    from ._config import PanelConfig as PanelConfig
+    from ._config import load_config as load_config
+    from ._config import load_panel as load_panel
+    from ._letta import LettaSource as LettaSource
+    from ._letta_directory import LettaDirectory as LettaDirectory
+    from ._letta_directory import create_letta_directory as create_letta_directory
+    from ._panel import run_panel as run_panel
+    from ._report import Report as Report
+    from ._report import build_report as build_report
+    from ._report_render import write_report as write_report
+
+_LAZY: dict[str, str] = {
+    "BatchRunner": "._batch",
+    "BatchSummary": "._batch",
+    "run_batch": "._batch",
+    "load_batch": "._batch_config",
+    "AgentConfig": "._config",
+    "ConfigModel": "._config",
+    "LettaConnection": "._config",
+    "PanelConfig": "._config",
+    "load_config": "._config",
+    "load_panel": "._config",
+    "LettaSource": "._letta",
+    "LettaDirectory": "._letta_directory",
+    "create_letta_directory": "._letta_directory",
+    "run_panel": "._panel",
+    "Report": "._report",
+    "build_report": "._report",
+    "write_report": "._report_render",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "PROTOCOL_VERSION",

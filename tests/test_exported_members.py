@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
+import pytest
+
 import orchestrator
 
 
@@ -23,3 +29,36 @@ def test_every_public_member_is_exported() -> None:
 def test_issue_api_names_exist() -> None:
     for name in ("open_fanout", "ScriptedSource", "Event", "FanOutResult", "Source", "collect"):
         assert name in orchestrator.__all__
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_core_stays_light() -> None:
+    loaded = _modules_after("import orchestrator")
+    for heavy in ("letta_client", "pydantic", "fastapi", "jinja2", "rich", "yaml"):
+        assert heavy not in loaded, f"'import orchestrator' pulls in {heavy}"
+
+
+def test_no_module_of_the_core_library_imports_fastapi() -> None:
+    loaded = _modules_after(
+        "import importlib, pkgutil, orchestrator\n"
+        "for m in pkgutil.iter_modules(orchestrator.__path__):\n"
+        "    importlib.import_module('orchestrator.' + m.name)"
+    )
+    assert "fastapi" not in loaded
+    assert "api" not in loaded
+
+
+def test_lazy_names_resolve() -> None:
+    assert orchestrator.LettaSource.__name__ == "LettaSource"
+    assert "LettaSource" in dir(orchestrator)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = orchestrator.nope
