@@ -7,10 +7,10 @@ SDK (or of httpx underneath it) into a :class:`~orchestrator.SourceError` with a
 ``code``. Both are pure: no I/O, so unit tests feed them SDK objects directly.
 
 Stable error codes: ``agent_not_found``, ``bad_request``, ``unauthorized``, ``forbidden``,
-``conflict``, ``rate_limited``, ``server_error``, ``unavailable``, ``timeout``,
-``connection_lost``, ``stream_incomplete``, ``protocol_error``, ``llm_error``,
-``llm_rate_limited``, ``llm_timeout``, ``llm_auth``, ``tool_error``, ``context_overflow``,
-``insufficient_credits``, ``cancelled_on_server``.
+``conflict``, ``rate_limited``, ``server_error``, ``unavailable`` (unreachable, or the
+connection broke mid-stream), ``timeout``, ``stream_incomplete``, ``protocol_error``,
+``llm_error``, ``llm_rate_limited``, ``llm_timeout``, ``llm_auth``, ``tool_error``,
+``context_overflow``, ``insufficient_credits``, ``cancelled_on_server``.
 """
 
 from __future__ import annotations
@@ -141,9 +141,13 @@ def classify_error(exc: BaseException, *, agent_id: str | None = None) -> Source
             retryable=True,
         )
     if isinstance(exc, httpx.TransportError):
+        # A connection that breaks mid-stream (peer closed before the end of the body, reset)
+        # is what a Letta server that crashed or was restarted produces: to the caller that
+        # is the server being unavailable, the same code as when it cannot be reached at all
+        # (verified by killing the real server mid-stream, tests/letta/test_fault_letta_killed).
         return SourceError(
-            f"the connection to the Letta server broke ({who}): {type(exc).__name__}: {exc}",
-            code="connection_lost",
+            f"the Letta server stopped serving the stream of {who}: {type(exc).__name__}: {exc}",
+            code="unavailable",
             retryable=True,
         )
     return SourceError(f"{type(exc).__name__}: {exc}", code="source_error", retryable=False)

@@ -253,7 +253,8 @@ def test_mid_stream_error_event_after_llm_api_error_is_an_llm_error() -> None:
         (status_error(503, {"detail": "down"}), "unavailable", True),
         (letta_client.APIConnectionError(request=REQUEST), "unavailable", True),
         (letta_client.APITimeoutError(request=REQUEST), "timeout", True),
-        (httpx.RemoteProtocolError("peer closed", request=REQUEST), "connection_lost", True),
+        (httpx.RemoteProtocolError("peer closed", request=REQUEST), "unavailable", True),
+        (httpx.ReadError("reset", request=REQUEST), "unavailable", True),
         (httpx.ReadTimeout("slow", request=REQUEST), "timeout", True),
         (RuntimeError("bug"), "source_error", False),
     ],
@@ -285,5 +286,5 @@ def test_a_tool_call_pending_when_the_stream_breaks_comes_before_the_error() -> 
     )
     events = mapper.fail(httpx.ReadError("reset", request=REQUEST), agent_id="agent-1")
     assert [e.type for e in events] == ["tool_call", "agent_error"]
-    assert events[1].data["code"] == "connection_lost"
+    assert events[1].data["code"] == "unavailable"
     assert not mapper.ended  # a broken connection does not end the run on the server
