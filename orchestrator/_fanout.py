@@ -136,7 +136,8 @@ class FanOut:
             if ready and self._started:
                 lane = ready.popleft()
                 buf = lane.buf
-                sev = buf.popleft()
+                data = buf.popleft()
+                etype = lane.kinds.popleft()
                 t = lane.times.popleft()
                 if buf:
                     ready.append(lane)
@@ -146,7 +147,6 @@ class FanOut:
                 lane.seq = seq = lane.seq + 1
                 index = self._index
                 self._index = index + 1
-                etype = sev.type
                 if etype in TERMINAL_TYPES:
                     lane.terminal_delivered = True
                     self._undelivered_terminals -= 1
@@ -160,7 +160,7 @@ class FanOut:
                         seq,
                         index,
                         t,
-                        MappingProxyType(sev.data),
+                        MappingProxyType(data),
                     ),
                 )
                 self._streak += 1
@@ -201,6 +201,7 @@ class FanOut:
                 try:
                     first = True
                     buf = lane.buf
+                    kinds = lane.kinds
                     times = lane.times
                     capacity = lane.capacity
                     text = lane.text_parts
@@ -211,7 +212,6 @@ class FanOut:
                         if etype == "content" and lane.first_token_at is not None:
                             # Hot path: one more token of the answer.
                             lane.produced += 1
-                            lane.deltas += 1
                             text.append(sev.data.get("delta", ""))
                         else:
                             if etype in TERMINAL_TYPES:
@@ -228,7 +228,8 @@ class FanOut:
                                 )
                         first = False
                         if len(buf) < capacity and not self._closing:
-                            buf.append(sev)
+                            buf.append(sev.data)
+                            kinds.append(etype)
                             times.append(monotonic() - t0)
                             if len(buf) == 1:
                                 self._mark_ready(lane)
@@ -311,8 +312,7 @@ class FanOut:
                 await space.wait()
                 if self._closing:
                     return
-        buf.append(sev)
-        lane.times.append(t)
+        lane.append(sev, t)
         if len(buf) == 1:
             self._mark_ready(lane)
 

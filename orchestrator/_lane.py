@@ -11,11 +11,11 @@ import anyio
 from ._events import SourceEvent
 from ._result import AgentResult, AgentStatus, ErrorInfo, Metrics
 from ._source import Source
-from ._types import DELTA_TYPES, AgentState, CancelReason
+from ._types import DELTA_TYPES, JSON, AgentState, CancelReason, EventType
 
 
 class Lane:
-    """Per-agent state: a bounded FIFO of source events (and arrival times) plus accounting.
+    """Per-agent state: a bounded FIFO of source events (with arrival times) plus accounting.
 
     The producer side (``Lane.offer`` via the fan-out) appends; the merger pops. The lane
     itself never awaits: waiting is the fan-out's job, with ``space`` as the producer's
@@ -29,10 +29,10 @@ class Lane:
         "cancel_reason",
         "capacity",
         "coalesced",
-        "deltas",
         "ended_at",
         "error",
         "first_token_at",
+        "kinds",
         "label",
         "low_water",
         "produced",
@@ -60,9 +60,11 @@ class Lane:
         # Wake a paused producer only once the buffer has drained to half: it then refills
         # in one go instead of being woken for every single event.
         self.low_water = capacity // 2
-        # Events and their arrival times in two parallel deques: no tuple per event, which
-        # keeps the garbage collector's work down when thousands of events are buffered.
-        self.buf: deque[SourceEvent] = deque()
+        # The buffer is three parallel deques (payloads, types, arrival times) rather than one
+        # of SourceEvent objects: a named tuple is never untracked by the garbage collector,
+        # but a dict of strings and a str are, so thousands of buffered events cost no GC work.
+        self.buf: deque[JSON] = deque()
+        self.kinds: deque[EventType] = deque()
         self.times: deque[float] = deque()
         self.space: anyio.Event | None = None
         self.scope = anyio.CancelScope()
@@ -72,7 +74,6 @@ class Lane:
         self.seq = 0
         self.produced = 0
         self.coalesced = 0
-        self.deltas = 0
         self.terminal_delivered = False
         self.started_at: float | None = None
         self.first_token_at: float | None = None
@@ -92,17 +93,23 @@ class Lane:
 
     def try_coalesce(self, event: SourceEvent, t: float) -> bool:
         """Merge a text delta into the newest buffered event of the same message, if any."""
-        if not self.buf or event.type not in DELTA_TYPES:
+        if not self.buf or event.type not in DELTA_TYPES or self.kinds[-1] != event.type:
             return False
         last = self.buf[-1]
-        if last.type != event.type or last.data.get("message_id") != event.data.get("message_id"):
+        if last.get("message_id") != event.data.get("message_id"):
             return False
-        merged = dict(last.data)
+        merged = dict(last)
         merged["delta"] = merged.get("delta", "") + event.data.get("delta", "")
-        self.buf[-1] = SourceEvent(last.type, merged)
+        self.buf[-1] = merged
         self.times[-1] = t
         self.coalesced += 1
         return True
+
+    def append(self, event: SourceEvent, t: float) -> None:
+        """Buffer one event (the caller checked there is room)."""
+        self.buf.append(event.data)
+        self.kinds.append(event.type)
+        self.times.append(t)
 
     def record(self, event: SourceEvent) -> None:
         """Account for a produced event: text, reasoning, tools, usage, first token."""
@@ -110,7 +117,6 @@ class Lane:
         etype = event.type
         data = event.data
         if etype == "content" or etype == "reasoning":
-            self.deltas += 1
             if self.first_token_at is None:
                 self.first_token_at = time.monotonic()
             (self.text_parts if etype == "content" else self.reasoning_parts).append(
@@ -140,7 +146,9 @@ class Lane:
         ttft = None if self.first_token_at is None else self.first_token_at - self.started_at
         rate = None
         if self.first_token_at is not None:
-            tokens = self.usage.get("completion_tokens") or self.deltas
+            tokens = self.usage.get("completion_tokens") or (
+                len(self.text_parts) + len(self.reasoning_parts)
+            )
             span = end - self.first_token_at
             if span > 0 and tokens:
                 rate = round(tokens / span, 3)
