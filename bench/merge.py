@@ -12,7 +12,9 @@ Dense sources yield without sleeping; sparse is 1 always-ready source plus 999 i
 ``queue`` is the usual fan-in: one task per source into one ``asyncio.Queue(64)``, yielding
 ``(agent_id, item)``. ``aiostream`` is ``aiostream.stream.merge`` over the same sources,
 tagged. ``raw_single_source`` iterates one source directly: the ceiling for any merger.
-``stalled_1000_peak_mib`` is the traced memory peak of 1000 sources that could each produce
+``setup_us_per_source_1000`` is what starting and ending one of 1000 sources that yield
+nothing costs (for ours: an anyio task, a cancel scope, the agent's bookkeeping and its
+start and end events). ``stalled_1000_peak_mib`` is the traced memory peak of 1000 sources that could each produce
 100 000 events while nobody reads the fan-out (``overflow="block"``, buffer 64).
 """
 
@@ -149,6 +151,19 @@ async def _measure(
     return {name: round(statistics.median(values)) for name, values in rates.items()}
 
 
+async def setup_us(runners: dict[str, Runner], n: int, repeats: int) -> dict[str, float]:
+    """Microseconds per source to start and finish ``n`` sources that yield nothing."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, runner in runners.items():
+            sources = [BenchSource(f"a{i}", 0) for i in range(n)]
+            gc.collect()
+            start = time.perf_counter()
+            await runner(sources)
+            times[name].append((time.perf_counter() - start) / n * 1e6)
+    return {name: round(statistics.median(values), 1) for name, values in times.items()}
+
+
 async def stalled_peak_mib(n: int = 1000, buffer: int = 64) -> dict[str, float]:
     sources = [BenchSource(f"a{i}", 100_000) for i in range(n)]
     gc.collect()
@@ -188,6 +203,7 @@ async def main(quick: bool) -> dict[str, Any]:
     out["sparse_1000"] = await _measure(runners, 1000, sparse_total, True, repeats)
     raw = await _measure({"raw": run_raw}, 1, dense_total, False, repeats)
     out["raw_single_source"] = raw["raw"]
+    out["setup_us_per_source_1000"] = await setup_us(runners, 1000, repeats)
     out.update(await stalled_peak_mib())
     dense = out["dense"]
     out["ratios"] = {
