@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -30,6 +31,9 @@ _STATUS_CODES = {
     502: "bad_gateway",
     503: "unavailable",
 }
+
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 class ApiError(Exception):
@@ -87,9 +91,40 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            return _method_not_allowed(request)
         code = _STATUS_CODES.get(exc.status_code, "error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        message = str(exc.detail)
+        if exc.status_code == 400 and message == _FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body it cannot decode (not UTF-8): the same problem as
+            # malformed JSON, so the same documented 422 and code.
+            return JSONResponse(
+                error_body("invalid_json", "request body is not valid JSON (or not UTF-8)"), 422
+            )
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no endpoint at {request.url.path}"
+        return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def _method_not_allowed(request: Request) -> JSONResponse:
+    # Starlette answers from the first route whose path matches, so its ``Allow`` lists only
+    # that route's methods; a path served by several routes (GET and POST /v1/fanouts) needs
+    # the union, or clients are told a supported method is not. Routers nest, so ask every
+    # route whether it fully matches each method rather than reading their method sets.
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    listed = ", ".join(allowed)
+    message = f"method {request.method} is not allowed on {request.url.path}"
+    if listed:
+        message += f"; allowed: {listed}"
+    return JSONResponse(error_body("method_not_allowed", message), 405, headers={"Allow": listed})

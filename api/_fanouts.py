@@ -34,13 +34,38 @@ router = APIRouter(prefix="/v1/fanouts", tags=["fan-outs"])
 
 State = Annotated[ApiState, Depends(get_state)]
 
+# One SSE message, as OpenAPI describes an event stream: the fields of the message, with
+# ``data`` a JSON text holding an Event (or, for ``event: error``, an error's code and message).
+_SSE_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/Event"},
+                    {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                ]
+            },
+        },
+    },
+}
+
 _SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": (
             "Server-Sent Events: `event: <type>`, `id: <index>`, `data: <Event JSON>`; "
             "ends after `fanout_done`. Keep-alive comments every 15 s."
         ),
-        "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}},
+        "content": {"text/event-stream": {"schema": _SSE_MESSAGE}},
     }
 }
 
@@ -147,7 +172,12 @@ async def fanout_events(
     return stream_response(state, entry, -1 if start is None else start)
 
 
-@router.post("/{fanout_id}/cancel", status_code=202, response_model=CancelAccepted)
+@router.post(
+    "/{fanout_id}/cancel",
+    status_code=202,
+    response_model=CancelAccepted,
+    responses={404: {}, 410: {}, 422: {}},
+)
 async def cancel_fanout(
     fanout_id: str, state: State, body: Annotated[CancelRequest | None, Body()] = None
 ) -> CancelAccepted:

@@ -12,7 +12,17 @@ from orchestrator import AgentRef, FanOutOptions, OnDisconnect
 class AgentSpec(BaseModel):
     """One agent of a fan-out: by ``agent_id`` or by ``name``; ``label`` is for display."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The schema says what the validator below enforces, so generated clients and fuzzers
+    # know that one of the two references is required.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["agent_id"], "properties": {"agent_id": {"type": "string"}}},
+                {"required": ["name"], "properties": {"name": {"type": "string"}}},
+            ]
+        },
+    )
 
     agent_id: str | None = Field(default=None, min_length=1)
     name: str | None = Field(default=None, min_length=1)

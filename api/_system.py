@@ -78,7 +78,22 @@ def install_openapi(app: FastAPI) -> None:
             )
             schema = {k: v for k, v in event_schema().items() if k not in ("$schema", "$id")}
             doc.setdefault("components", {}).setdefault("schemas", {})["Event"] = schema
+            _drop_null_parameters(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _drop_null_parameters(doc: dict[str, Any]) -> None:
+    # ``int | None = None`` makes FastAPI document a parameter as "integer or null", but a
+    # query or header value cannot be null on the wire (it is absent instead): a client
+    # sending the text "null" would follow the schema and get a 422.
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+                if len(branches) == 1 and len(schema["anyOf"]) == 2:
+                    del schema["anyOf"]
+                    schema.update(branches[0])

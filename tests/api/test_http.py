@@ -271,7 +271,9 @@ async def test_openapi_documents_the_event_schema(api: Api) -> None:
     event = doc["components"]["schemas"]["Event"]
     assert "fanout_done" in event["properties"]["type"]["enum"]
     sse = doc["paths"]["/v1/fanouts"]["post"]["responses"]["200"]["content"]["text/event-stream"]
-    assert sse["schema"] == {"$ref": "#/components/schemas/Event"}
+    data = sse["schema"]["properties"]["data"]
+    assert data["contentMediaType"] == "application/json"
+    assert {"$ref": "#/components/schemas/Event"} in data["contentSchema"]["anyOf"]
     assert "/v1/fanouts/{fanout_id}/events" in doc["paths"]
     assert (await api.client.get("/docs")).status_code == 200
 
