@@ -43,6 +43,7 @@ from ._config import (
     FanOutSettings,
     LettaConnection,
     LineMap,
+    check_unique_agents,
     format_loc,
     load_yaml,
     validate_config,
@@ -104,14 +105,7 @@ class BatchConfig(ConfigModel):
     @field_validator("agents")
     @classmethod
     def _unique_agents(cls, agents: tuple[AgentConfig, ...]) -> tuple[AgentConfig, ...]:
-        for what, values in (
-            ("agent", [a.key for a in agents]),
-            ("label", [a.display for a in agents]),
-        ):
-            dupes = sorted({v for v in values if values.count(v) > 1})
-            if dupes:
-                raise ValueError(f"duplicate {what} {', '.join(map(repr, dupes))}")
-        return agents
+        return check_unique_agents(agents)
 
     @field_validator("template")
     @classmethod

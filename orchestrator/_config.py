@@ -365,6 +365,21 @@ class FanOutSettings(ConfigModel):
         return self.model_dump()
 
 
+def check_unique_agents(agents: tuple[AgentConfig, ...]) -> tuple[AgentConfig, ...]:
+    """Return ``agents``; raise ``ValueError`` naming any duplicate agent or label.
+
+    Events are keyed by agent and shown by label: both must tell agents apart.
+    """
+    for what, values in (
+        ("agent", [a.key for a in agents]),
+        ("label", [a.display for a in agents]),
+    ):
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ValueError(f"duplicate {what} {', '.join(map(repr, dupes))}")
+    return agents
+
+
 class PanelConfig(ConfigModel):
     """A panel: the agents that answer side by side, and how the fan-out runs.
 
@@ -385,15 +400,7 @@ class PanelConfig(ConfigModel):
         # an entry is merely invalid.
         if not agents:
             raise ValueError("a panel needs at least one agent")
-        # Events are keyed by agent and shown by label: both must tell agents apart.
-        for what, values in (
-            ("agent", [a.key for a in agents]),
-            ("label", [a.display for a in agents]),
-        ):
-            dupes = sorted({v for v in values if values.count(v) > 1})
-            if dupes:
-                raise ValueError(f"duplicate {what} {', '.join(map(repr, dupes))}")
-        return agents
+        return check_unique_agents(agents)
 
     def refs(self) -> list[AgentRef]:
         """One :class:`AgentRef` per agent, in order."""

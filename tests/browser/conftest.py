@@ -23,6 +23,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Dialog, Error, Page, async_playwright
 
+from tests._chromium import CHROMIUM, CHROMIUM_ARGS
+
 # The Letta stack's fixture, and its hook that brings a cold stack up once after collection
 # (outside any per-test timeout), also when only tests/browser is collected.
 from tests.letta.conftest import letta_stack as letta_stack
@@ -30,17 +32,6 @@ from tests.letta.conftest import pytest_collection_finish as pytest_collection_f
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # Records what the page must never do: open a dialog, or trip the Content-Security-Policy.
 # Added before any page script runs (init scripts are not subject to the page's CSP).

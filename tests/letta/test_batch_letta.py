@@ -22,22 +22,13 @@ from playwright.async_api import Request, async_playwright
 from orchestrator._batch_store import read_jsonl
 from orchestrator._modelserver import expected_answer
 from orchestrator._stack import StackInfo
+from tests._chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.letta.conftest import CreateAgent
 
 pytestmark = [pytest.mark.letta, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from orchestrator._cli import main; main()"]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 PERSONAS = {
     "Alpha": "Alpha. You answer first and briefly.",
@@ -111,7 +102,7 @@ async def test_batch_of_three_by_three_then_report_in_chromium(
 
     outside: list[str] = []
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
 
