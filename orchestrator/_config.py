@@ -109,12 +109,20 @@ def load_yaml(path: str | Path) -> tuple[Any, LineMap]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{source}: config file is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
     return parse_yaml(text, source)
 
 
 def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, LineMap]:
     """Parse YAML text; like :func:`load_yaml` for text that is not in a file."""
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks the characters already here (NUL, control characters).
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
     try:
         node = loader.get_single_node()
         if node is None:
