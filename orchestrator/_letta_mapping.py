@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import letta_client
@@ -183,8 +183,24 @@ def _text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(str(getattr(part, "text", None) or "") for part in content)
+        return "".join(str(_field(part, "text") or "") for part in content)
     return ""
+
+
+def _field(obj: object, name: str) -> Any:
+    # Wire JSON gives dicts; callers that still hold SDK objects give attributes.
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _as_data(item: object) -> Mapping[str, Any]:
+    if isinstance(item, Mapping):
+        return item
+    dump = getattr(item, "model_dump", None)
+    if callable(dump):  # a letta_client (pydantic) message
+        return cast("Mapping[str, Any]", dump())
+    return vars(item) if hasattr(item, "__dict__") else {}
 
 
 def _arguments(raw: str) -> object:
@@ -195,14 +211,33 @@ def _arguments(raw: str) -> object:
         return raw
 
 
+# SourceEvent is a NamedTuple: tuple.__new__ skips its keyword-handling constructor on the
+# per-token path (the same trick the merger uses for Event).
+_new_source_event = tuple.__new__
+
+
 class LettaMapper:
     """Maps the streamed messages of one Letta run to source events.
 
     Feed every stream item to :meth:`feed` and yield what it returns; when the stream ends
-    yield :meth:`finish`; when it raises, yield :meth:`fail`. ``run_id`` is known from the
-    first ``ping`` (or any message that carries it). Tool call deltas are joined and emitted
-    as one ``tool_call`` once complete (at the next message of another kind).
+    yield :meth:`finish`; when it raises, yield :meth:`fail`; for an SSE ``event: error``
+    frame yield :meth:`error_frame`. Items are the wire JSON objects (dicts, the fast path
+    :class:`~orchestrator.LettaSource` uses) or ``letta_client`` message objects. ``run_id``
+    is known from the first ``ping`` (or any message that carries it). Tool call deltas are
+    joined and emitted as one ``tool_call`` once complete (at the next message of another
+    kind).
     """
+
+    __slots__ = (
+        "_calls",
+        "_last_call",
+        "_server_error",
+        "content_chars",
+        "error",
+        "run_id",
+        "started",
+        "stop_reason",
+    )
 
     def __init__(self) -> None:
         self.run_id: str | None = None
@@ -224,30 +259,51 @@ class LettaMapper:
 
     def feed(self, item: object) -> list[SourceEvent]:
         """The source events for one stream item (often none or one)."""
-        kind = getattr(item, "message_type", None)
+        data = item if type(item) is dict else _as_data(item)
+        get = data.get
+        kind = get("message_type")
+        if kind == "assistant_message" and self.run_id is not None and not self._calls:
+            # Hot path, one per answer token: run known, no tool call to flush first.
+            delta = get("content")
+            if type(delta) is not str:
+                delta = _text(delta)
+            if not delta:
+                return []
+            self.content_chars += len(delta)
+            message_id = get("otid") or get("id")
+            return [
+                _new_source_event(
+                    SourceEvent, ("content", {"delta": delta, "message_id": message_id})
+                )
+            ]
+        return self._feed_other(kind, data)
+
+    def _feed_other(self, kind: object, data: Mapping[str, Any]) -> list[SourceEvent]:
+        get = data.get
         out: list[SourceEvent] = []
-        run_id = getattr(item, "run_id", None)
+        run_id = get("run_id")
         if isinstance(run_id, str) and run_id and self.run_id is None:
             self.run_id = run_id
         if not self.started and (self.run_id is not None or kind == "ping"):
             self.started = True
             out.append(SourceEvent("agent_start", {"run_id": self.run_id}))
         if kind in ("tool_call_message", "approval_request_message"):
-            self._add_call(item, requires_approval=kind == "approval_request_message")
+            self._add_call(data, requires_approval=kind == "approval_request_message")
             return out
-        out.extend(self._flush_calls())
-        message_id = getattr(item, "otid", None) or getattr(item, "id", None)
+        if self._calls:
+            out.extend(self._flush_calls())
+        message_id = get("otid") or get("id")
         if kind == "assistant_message":
-            delta = _text(getattr(item, "content", ""))
+            delta = _text(get("content"))
             if delta:
                 self.content_chars += len(delta)
                 out.append(SourceEvent.content(delta, message_id))
         elif kind == "reasoning_message":
-            delta = getattr(item, "reasoning", "") or ""
+            delta = get("reasoning") or ""
             if delta:
                 out.append(SourceEvent.reasoning(delta, message_id))
         elif kind == "hidden_reasoning_message":
-            hidden = getattr(item, "hidden_reasoning", None) or ""
+            hidden = get("hidden_reasoning") or ""
             if hidden:
                 out.append(SourceEvent.reasoning(hidden, message_id))
         elif kind == "tool_return_message":
@@ -255,9 +311,9 @@ class LettaMapper:
                 SourceEvent(
                     "tool_result",
                     {
-                        "tool_call_id": getattr(item, "tool_call_id", None),
-                        "status": getattr(item, "status", None),
-                        "result": getattr(item, "tool_return", None),
+                        "tool_call_id": get("tool_call_id"),
+                        "status": get("status"),
+                        "result": get("tool_return"),
                     },
                 )
             )
@@ -266,20 +322,20 @@ class LettaMapper:
                 SourceEvent(
                     "usage",
                     {
-                        "prompt_tokens": getattr(item, "prompt_tokens", None) or 0,
-                        "completion_tokens": getattr(item, "completion_tokens", None) or 0,
-                        "total_tokens": getattr(item, "total_tokens", None) or 0,
-                        "step_count": getattr(item, "step_count", None) or 0,
+                        "prompt_tokens": get("prompt_tokens") or 0,
+                        "completion_tokens": get("completion_tokens") or 0,
+                        "total_tokens": get("total_tokens") or 0,
+                        "step_count": get("step_count") or 0,
                     },
                 )
             )
         elif kind == "stop_reason":
-            self.stop_reason = str(getattr(item, "stop_reason", "") or "end_turn")
+            self.stop_reason = str(get("stop_reason") or "end_turn")
         elif kind == "error_message":
             body = {
-                "error_type": getattr(item, "error_type", "internal_error"),
-                "message": getattr(item, "message", ""),
-                "detail": getattr(item, "detail", None),
+                "error_type": get("error_type") or "internal_error",
+                "message": get("message") or "",
+                "detail": get("detail"),
             }
             self.error = _error_from_body(body, "the Letta run failed")
             self._server_error = True
@@ -289,9 +345,34 @@ class LettaMapper:
     def fail(self, exc: BaseException, *, agent_id: str | None = None) -> list[SourceEvent]:
         """The events that end a stream that raised ``exc`` (pending calls, then the error)."""
         from_server = self._is_error_event(exc)
+        return self._end_with(classify_error(exc, agent_id=agent_id), from_server=from_server)
+
+    def error_frame(self, data: str) -> list[SourceEvent]:
+        """The events that end a stream at an SSE ``event: error`` frame (its ``data`` text).
+
+        Letta sends one when the run fails after the response started (status 200); the
+        ``letta_client`` SDK raises it as ``APIStatusError`` with the JSON as its body.
+        """
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        if isinstance(body, Mapping):
+            error = _error_from_body(body, data) or SourceError(
+                f"the Letta server reported an error: {data}", code="server_error", retryable=True
+            )
+            return self._end_with(error, from_server=True)
+        error = SourceError(
+            f"the Letta server reported an error: {data or '(empty)'}",
+            code="server_error",
+            retryable=True,
+        )
+        return self._end_with(error, from_server=False)
+
+    def _end_with(self, error: SourceError, *, from_server: bool) -> list[SourceEvent]:
         self._server_error = self._server_error or from_server
-        error = self.error if from_server and self.error else None
-        error = error or classify_error(exc, agent_id=agent_id)
+        if from_server and self.error is not None:
+            error = self.error  # an error_message item said more than the frame that ended it
         if from_server and error.code == "server_error" and self.stop_reason:
             # Letta reports a mid-stream model failure as internal_error after a stop reason
             # of llm_api_error; the stop reason is the more specific of the two.
@@ -333,30 +414,33 @@ class LettaMapper:
     def _is_error_event(exc: BaseException) -> bool:
         return isinstance(exc, letta_client.APIStatusError) and isinstance(exc.body, Mapping)
 
-    def _add_call(self, item: object, *, requires_approval: bool) -> None:
-        call = getattr(item, "tool_call", None)
-        calls = getattr(item, "tool_calls", None)
+    def _add_call(self, data: Mapping[str, Any], *, requires_approval: bool) -> None:
+        call = data.get("tool_call")
+        calls = data.get("tool_calls")
         parts = calls if isinstance(calls, list) and calls else [call] if call else []
         for part in parts:
             # Deltas after the first may omit the id: they continue the call before them.
             call_id = str(
-                getattr(part, "tool_call_id", None)
+                _field(part, "tool_call_id")
                 or self._last_call
-                or getattr(item, "otid", None)
-                or getattr(item, "id", "call")
+                or data.get("otid")
+                or data.get("id")
+                or "call"
             )
             pending = self._calls.get(call_id)
             if pending is None:
                 pending = self._calls[call_id] = _PendingCall(call_id)
             pending.requires_approval = pending.requires_approval or requires_approval
-            name = getattr(part, "name", None)
+            name = _field(part, "name")
             if name and not pending.name:
                 pending.name = name
-            pending.arguments += getattr(part, "arguments", None) or ""
+            pending.arguments += _field(part, "arguments") or ""
             self._last_call = call_id
 
     def _flush_calls(self) -> list[SourceEvent]:
         out: list[SourceEvent] = []
+        if not self._calls:
+            return out
         for pending in self._calls.values():
             data: JSON = {
                 "name": pending.name,
