@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 
 import orchestrator
-from orchestrator import AgentDirectory, ConfigError, LettaDirectory, open_hub
+from orchestrator import AgentDirectory, ConfigError, LettaConnection, LettaDirectory, open_hub
 
 from . import _fanouts, _system, _ws
 from ._auth import require_key
@@ -108,7 +108,12 @@ def _include_page(app: FastAPI) -> None:
 def _letta_directory(settings: ApiSettings) -> AgentDirectory:
     if not settings.letta_base_url:
         raise ConfigError("no agent directory given: set the Letta base URL (LETTA_BASE_URL)")
-    return LettaDirectory(base_url=settings.letta_base_url, api_key=settings.letta_token)
+    connection = LettaConnection(
+        base_url=settings.letta_base_url,
+        api_key=settings.letta_token,
+        max_connections=settings.letta_max_connections,
+    )
+    return LettaDirectory(connection=connection)
 
 
 class _Deferred:

@@ -27,6 +27,9 @@ class ApiSettings:
     letta_base_url: str | None = None
     #: Token for the Letta server (``LETTA_API_KEY``).
     letta_token: str | None = field(default=None, repr=False)
+    #: Connections to the Letta server at once: one per agent stream of every running
+    #: fan-out (``max_active_fanouts`` x agents), so 100 clients x 4 agents need 400.
+    letta_max_connections: int = 100
     max_agents: int = 16
     max_message_bytes: int = 64 * 1024
     max_active_fanouts: int = 32
@@ -48,6 +51,7 @@ class ApiSettings:
     def __post_init__(self) -> None:
         for name in (
             "max_agents",
+            "letta_max_connections",
             "max_message_bytes",
             "max_active_fanouts",
             "retention_s",

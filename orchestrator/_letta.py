@@ -21,7 +21,7 @@ import anyio
 import httpx
 import letta_client
 from httpx_sse import EventSource
-from letta_client import AsyncLetta
+from letta_client import AsyncLetta, DefaultAsyncHttpxClient
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -52,16 +52,23 @@ def default_base_url() -> str:
 def create_letta_client(connection: LettaConnection | None = None) -> AsyncLetta:
     """One ``AsyncLetta`` for a whole fan-out (its connection pool serves every agent).
 
+    The pool holds ``connection.max_connections`` connections (one per concurrent stream).
     The SDK's own retries are off: :class:`LettaSource` retries only what is safe to retry.
     Close it with ``await client.close()``.
     """
     connection = connection or LettaConnection()
     timeout = httpx.Timeout(connection.timeout_s, connect=connection.connect_timeout_s)
+    # Every stream holds a connection for its whole answer, so keep-alive follows the limit.
+    limits = httpx.Limits(
+        max_connections=connection.max_connections,
+        max_keepalive_connections=connection.max_connections,
+    )
     return AsyncLetta(
         base_url=connection.base_url or default_base_url(),
         api_key=connection.token(),
         timeout=timeout,
         max_retries=0,
+        http_client=DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
     )
 
 

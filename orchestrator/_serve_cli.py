@@ -54,6 +54,14 @@ def serve(
     letta_token: Annotated[
         str | None, typer.Option(envvar="LETTA_API_KEY", help="Token for the Letta server.")
     ] = None,
+    letta_max_connections: Annotated[
+        int,
+        typer.Option(
+            envvar="LETTA_MAX_CONNECTIONS",
+            help="Connections to the Letta server at once: one per streaming agent of every "
+            "running fan-out.",
+        ),
+    ] = 100,
     scripted: Annotated[
         str | None,
         typer.Option(
@@ -85,6 +93,7 @@ def serve(
             cors_origins=tuple(cors_origin or ()),
             letta_base_url=letta_base_url,
             letta_token=letta_token,
+            letta_max_connections=letta_max_connections,
             max_agents=max_agents,
             max_active_fanouts=max_active,
             retention_s=retention_s,
