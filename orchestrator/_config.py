@@ -243,8 +243,9 @@ class LettaConnection(ConfigModel):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     connect_retries: int = Field(default=3, ge=0, le=20)
     #: Connections to the Letta server at once: one per streaming agent. The SDK's default
-    #: of 100 would queue the 101st stream of a server that runs many fan-outs at once.
-    max_connections: int = Field(default=100, ge=1)
+    #: of 100 would queue the 101st stream; connections open only when used, so the default
+    #: covers a 1000-agent fan-out (bench/scale.py) at no cost to small ones.
+    max_connections: int = Field(default=1000, ge=1)
 
     def token(self) -> str | None:
         """The API token to send, if any (``api_key`` wins over the environment)."""
