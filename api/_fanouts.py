@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Message
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Message, Receive, Scope, Send
 
 from orchestrator import (
     FanOutExpiredError,
@@ -85,6 +86,27 @@ def find(state: ApiState, fanout_id: str) -> HubFanOut:
         raise ApiError(410, "fanout_expired", str(exc)) from None
 
 
+class _EventStream(EventSourceResponse):
+    """An SSE response that drops a client which stops reading, without a traceback."""
+
+    def __init__(self, fanout_id: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fanout_id = fanout_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            # A client that stops reading is an expected condition, not a server error: the
+            # body iterator is already closed (so on_disconnect applied); the server closes
+            # the connection because the response cannot be completed.
+            logger.warning(
+                "fan-out %s: SSE client took no data for %s s, dropping it",
+                self.fanout_id,
+                self.send_timeout,
+            )
+
+
 def stream_response(state: ApiState, entry: HubFanOut, after: int) -> EventSourceResponse:
     """An SSE response of ``entry``'s events after index ``after``, live to the end."""
     try:
@@ -99,7 +121,8 @@ def stream_response(state: ApiState, entry: HubFanOut, after: int) -> EventSourc
         # watcher; otherwise leaving watch() applies on_disconnect (calling twice is safe).
         entry.client_gone()
 
-    return EventSourceResponse(
+    return _EventStream(
+        entry.fanout_id,
         _sse_events(entry, after),
         ping=settings.ping_s,
         send_timeout=settings.send_timeout_s,
