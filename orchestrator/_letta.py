@@ -1,7 +1,10 @@
 """``LettaSource``: one Letta agent as a :class:`~orchestrator.Source`.
 
-It streams with ``letta_client.AsyncLetta`` (``agents.messages.create(..., streaming=True,
-stream_tokens=True)``) and maps what arrives with :class:`LettaMapper`. Failures to connect
+``letta_client.AsyncLetta`` sends the request (``agents.messages.with_streaming_response
+.create(..., streaming=True, stream_tokens=True)``: the client's base URL, auth, headers,
+timeouts, connection pool and error classes); the SSE body is read with httpx-sse and its JSON
+mapped by :class:`LettaMapper`, because the SDK's own iterator builds and validates a pydantic
+object per token, which was most of the client's CPU per event. Failures to connect
 before anything was streamed are retried with jittered exponential backoff (tenacity);
 nothing is retried once the server accepted the request, so an answer is never sent twice.
 
@@ -220,6 +223,8 @@ class LettaSource:
                     streaming=True,
                     stream_tokens=self.stream_tokens,
                 )
+                # Entering the manager only sends the request; what its exit would do
+                # (close the response) stream() and cancel() do on the response itself.
                 api_response = await request.__aenter__()
                 response = api_response.http_response
                 content_type = response.headers.get("content-type", "")
