@@ -17,6 +17,12 @@ Stalled consumer: N = 1000 (``--quick``: 100) agents in one fan-out whose reader
 default ``coalesce``: RSS growth during the stall, agents paused, and the frames the
 simulator managed to send (TCP backpressure reaches it when the sources pause).
 
+SSE API: M = 1, 10, 100 clients (httpx-sse), each streaming a 4-agent fan-out from a real
+``orchestrator serve`` (uvicorn) subprocess whose LettaDirectory points at one simulator of
+4 x max(M) agents; the same 4M streams read with ``letta_client`` directly are the baseline.
+``sse.cpu_s_per_1000_events`` and ``server_peak_rss_mb`` are the server process's;
+``errors`` counts failed requests, agent errors and fan-outs that did not complete.
+
 Prints ONE JSON object::
 
     .venv/bin/python bench/scale.py --json            # N = 10, 100, 1000 (minutes)
@@ -41,6 +47,7 @@ from typing import Any
 import anyio
 import httpx
 import psutil
+from httpx_sse import aconnect_sse
 from letta_client import AsyncLetta, DefaultAsyncHttpxClient
 
 from orchestrator import LettaSource, open_fanout
@@ -50,6 +57,8 @@ TPS = 50.0
 #: thousand streams affordable on two cores; both modes see the same batching.
 TICK_S = 0.05
 PROMPT = "Report your status"
+#: Agents per fan-out in the SSE part (M clients x 4 agents).
+SSE_AGENTS = 4
 
 
 def _free_port() -> int:
@@ -290,8 +299,158 @@ def _figures(events: int, first_last: list[float], cpu: float, late: list[float]
     }
 
 
+@contextmanager
+def api_server(sim_url: str, clients: int) -> Iterator[ApiProcess]:
+    """A real ``orchestrator serve`` (uvicorn) whose LettaDirectory points at the simulator."""
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-c",
+        "from orchestrator._cli import main; main()",  # the `orchestrator` console script
+        "serve",
+        "--port",
+        str(port),
+        "--letta-base-url",
+        sim_url,
+        "--max-active",
+        str(clients + 10),
+        "--letta-max-connections",
+        str(SSE_AGENTS * clients + 20),
+        "--log-level",
+        "warning",
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"orchestrator serve did not start: {err[-2000:]}")
+            time.sleep(0.1)
+        yield ApiProcess(proc, base_url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class ApiProcess(SimProcess):
+    """A running API server: CPU time and peak RSS of its process."""
+
+    def peak_rss_mb(self) -> float:
+        # VmHWM: the high-water mark of resident memory over the process's life.
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        return float("nan")
+
+
+async def _sse_clients(api_url: str, sim_url: str, clients: int) -> dict[str, Any]:
+    """``clients`` httpx-sse clients, each streaming a 4-agent fan-out from the API."""
+    async with _client(sim_url, SSE_AGENTS * clients) as letta:
+        ids = [a.id async for a in letta.agents.list(limit=1000)][: SSE_AGENTS * clients]
+        arrivals: dict[str, list[float]] = {}
+        counts = {"events": 0, "errors": 0, "complete": 0}
+        first_last = [float("inf"), 0.0]
+        problems: list[str] = []
+        limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
+        timeout = httpx.Timeout(600, connect=30)
+
+        async def one(http: httpx.AsyncClient, agents: list[str]) -> None:
+            body = {"agents": [{"agent_id": a} for a in agents], "message": PROMPT}
+            headers = {"Accept": "text/event-stream"}
+            run_of: dict[str, str] = {}
+            try:
+                async with aconnect_sse(
+                    http, "POST", "/v1/fanouts", json=body, headers=headers
+                ) as sse:
+                    if sse.response.status_code != 200:
+                        raise RuntimeError(f"HTTP {sse.response.status_code}")
+                    async for message in sse.aiter_sse():
+                        now = time.time()
+                        counts["events"] += 1
+                        first_last[0] = min(first_last[0], now)
+                        first_last[1] = max(first_last[1], now)
+                        event = json.loads(message.data)
+                        kind = event["type"]
+                        if kind == "agent_start" and event.get("run_id"):
+                            run_of[event["agent_id"]] = event["run_id"]
+                            arrivals[event["run_id"]] = []
+                        elif kind == "content":
+                            _arrive(arrivals[run_of[event["agent_id"]]], event["delta"], now)
+                        elif kind in ("agent_error", "agent_cancelled"):
+                            raise RuntimeError(f"{kind}: {event.get('message') or event}")
+                        elif kind == "fanout_done":
+                            counts["complete"] += 1
+            except Exception as exc:
+                counts["errors"] += 1
+                problems.append(f"{type(exc).__name__}: {exc}")
+
+        cpu0 = _cpu()
+        async with (
+            httpx.AsyncClient(base_url=api_url, limits=limits, timeout=timeout) as http,
+            anyio.create_task_group() as tg,
+        ):
+            for k in range(clients):
+                tg.start_soon(one, http, ids[k * SSE_AGENTS : (k + 1) * SSE_AGENTS])
+        cpu = _cpu() - cpu0
+        created = await _run_created(letta, list(arrivals))
+    figures = _figures(counts["events"], first_last, cpu, _lateness(arrivals, created, TPS))
+    # A fan-out that never reached fanout_done is an error even without an exception.
+    figures["errors"] = counts["errors"] + (clients - counts["complete"] - counts["errors"])
+    figures["fanouts_complete"] = counts["complete"]
+    figures["problems"] = problems[:5]
+    return figures
+
+
+def _sse(sizes: tuple[int, ...], tokens: int) -> dict[str, Any]:
+    """Direct ``letta_client`` vs the SSE API, for M clients x 4 agents each."""
+    out: dict[str, Any] = {}
+    agents = SSE_AGENTS * max(sizes)
+    with simulator(agents, tokens) as sim, api_server(sim.base_url, max(sizes)) as api:
+        for m in sizes:
+            row: dict[str, Any] = {
+                "clients": m,
+                "agents": SSE_AGENTS * m,
+                "tokens_per_agent": tokens,
+            }
+            row["direct"] = _in_worker(
+                {"mode": "direct", "base_url": sim.base_url, "agents": SSE_AGENTS * m}
+            )
+            cpu0 = api.cpu_s()
+            spec = {"mode": "sse", "base_url": api.base_url, "sim_url": sim.base_url, "clients": m}
+            sse = _in_worker(spec)
+            server_cpu = api.cpu_s() - cpu0
+            if "failed" not in sse:
+                # The orchestrator's cost is the server process's, not the clients'.
+                sse["client_cpu_s_per_1000_events"] = sse.pop("cpu_s_per_1000_events")
+                sse["client_peak_rss_mb"] = sse.pop("peak_rss_mb")
+                sse["cpu_s_per_1000_events"] = round(1000 * server_cpu / max(sse["events"], 1), 4)
+                sse["server_peak_rss_mb"] = api.peak_rss_mb()
+                for q in ("p50", "p99"):
+                    key = f"token_late_{q}_ms"
+                    row[f"added_delay_{q}_ms"] = round(sse[key] - row["direct"].get(key, 0), 2)
+            row["sse"] = sse
+            out[str(m)] = row
+    return out
+
+
 def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     mode = spec["mode"]
+    if mode == "sse":
+        return anyio.run(_sse_clients, spec["base_url"], spec["sim_url"], spec["clients"])
     if mode == "direct":
         return anyio.run(_direct, spec["base_url"], spec["agents"])
     if mode == "fanout":
@@ -320,6 +479,11 @@ def main() -> None:
     parser.add_argument("--stall-s", type=float, default=None, help="stalled-consumer window")
     parser.add_argument("--sizes", default=None, help="comma-separated N (default 10,100,1000)")
     parser.add_argument("--no-stall", action="store_true", help="skip the stalled consumer")
+    parser.add_argument(
+        "--sse-clients", default=None, help="comma-separated M for the SSE part (default 1,10,100)"
+    )
+    parser.add_argument("--no-sse", action="store_true", help="skip the SSE part")
+    parser.add_argument("--no-python-api", action="store_true", help="skip the Python-API part")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -332,9 +496,12 @@ def main() -> None:
     tokens = args.tokens or (100 if args.quick else 200)
     stall_n = 100 if args.quick else 1000
     stall_s = args.stall_s or (2.0 if args.quick else 5.0)
+    sse_sizes: tuple[int, ...] = (1, 10, 100)
+    if args.sse_clients:
+        sse_sizes = tuple(int(m) for m in args.sse_clients.split(","))
     started = time.monotonic()
     python_api: list[dict[str, Any]] = []
-    for n in sizes:
+    for n in () if args.no_python_api else sizes:
         row: dict[str, Any] = {"agents": n, "tokens_per_agent": tokens, "tps_per_agent": TPS}
         for mode in ("direct", "fanout"):
             with simulator(n, tokens) as sim:
@@ -357,7 +524,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "python_api": python_api,
         "stalled_consumer": stalled,
-        "sse_api": "not measured yet (needs the API's fan-out endpoint; see bench/README.md)",
+        "sse": {} if args.no_sse else _sse(sse_sizes, args.tokens or (50 if args.quick else 200)),
         "wall_s": round(time.monotonic() - started, 1),
     }
     print(json.dumps(report))
