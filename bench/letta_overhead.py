@@ -18,6 +18,14 @@ agents it creates are deleted at the end. The scripted model streams at ``--tps`
 second so TTFT measures a real wait, not a buffer flush.
 
     .venv/bin/python bench/letta_overhead.py --json
+
+``--client-only`` needs no server: an ``httpx.MockTransport`` answers every request with a
+Letta-shaped stream (ping, ``--tokens`` answer deltas, stop reason, usage, ``[DONE]``) in one
+body, so the client's own CPU per request and per token is measured without the server's
+noise: the SDK iterating its stream, ``LettaSource.stream`` alone, and ``open_fanout`` over
+one ``LettaSource``, in rotating order.
+
+    .venv/bin/python bench/letta_overhead.py --json --client-only
 """
 
 from __future__ import annotations
@@ -29,10 +37,11 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 import anyio
+import httpx
 from letta_client import AsyncLetta
 
 from orchestrator import LettaSource, open_fanout
@@ -244,6 +253,98 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _letta_body(tokens: int) -> bytes:
+    # The frames' shape is letta 0.16.8's (see orchestrator/_simulator_stream.py).
+    head = '{"id":"message-1","date":"2025-01-01T00:00:00Z","name":null,'
+    frames = [head + '"message_type":"ping","run_id":"run-1"}']
+    for k in range(tokens):
+        content = json.dumps(f" word{k}")
+        frames.append(
+            head + '"message_type":"assistant_message","otid":"otid-1","sender_id":null,'
+            '"step_id":"step-1","is_err":null,"seq_id":null,"run_id":"run-1",'
+            f'"content":{content}}}'
+        )
+    frames.append('{"message_type":"stop_reason","stop_reason":"end_turn"}')
+    usage = {
+        "message_type": "usage_statistics",
+        "completion_tokens": tokens,
+        "prompt_tokens": 370,
+        "total_tokens": tokens + 370,
+        "step_count": 1,
+    }
+    frames.append(json.dumps(usage, separators=(",", ":")))
+    frames.append("[DONE]")
+    return "".join(f"data: {frame}\n\n" for frame in frames).encode()
+
+
+async def client_only(args: argparse.Namespace) -> dict[str, Any]:
+    """Client CPU per request and per token against an in-process mock of the server."""
+    bodies = {0: _letta_body(0), args.tokens: _letta_body(args.tokens)}
+    wanted = [0]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = bodies[wanted[0]]
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    client = AsyncLetta(base_url="http://letta.invalid", http_client=http, max_retries=0)
+
+    async def sdk() -> None:
+        stream = await client.agents.messages.create(
+            agent_id="agent-1",
+            messages=[{"role": "user", "content": "hi"}],
+            streaming=True,
+            stream_tokens=True,
+        )
+        async for _ in cast("AsyncIterator[object]", stream):
+            pass
+
+    async def source() -> None:
+        async for _ in LettaSource(client, "agent-1").stream("hi"):
+            pass
+
+    async def through_fanout() -> None:
+        async with open_fanout([LettaSource(client, "agent-1")], "hi") as stream:
+            async for _ in stream:
+                pass
+
+    kinds: dict[str, Callable[[], Awaitable[None]]] = {
+        "direct": sdk,
+        "source": source,
+        "fanout": through_fanout,
+    }
+    # Per (kind, tokens): the mean seconds per request of each block of requests.
+    blocks: dict[tuple[str, int], list[float]] = {(k, n): [] for k in kinds for n in bodies}
+    order = list(kinds)
+    for block in range(args.rounds + 1):
+        shift = block % len(order)
+        for kind in order[shift:] + order[:shift]:
+            for tokens in bodies:
+                wanted[0] = tokens
+                started = time.perf_counter()
+                for _ in range(args.requests):
+                    await kinds[kind]()
+                if block:  # the first block warms up
+                    blocks[(kind, tokens)].append((time.perf_counter() - started) / args.requests)
+    await client.close()
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        fixed = statistics.median(blocks[(kind, 0)])
+        full = statistics.median(blocks[(kind, args.tokens)])
+        out[kind] = {
+            "per_request_ms": round(1000 * fixed, 3),
+            "per_token_us": round(1e6 * (full - fixed) / args.tokens, 2),
+        }
+    return {
+        "benchmark": "letta_overhead_client_only",
+        "tokens": args.tokens,
+        "requests_per_block": args.requests,
+        "blocks": args.rounds,
+        "kinds": out,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--base-url", default=None, help="Letta server [$LETTA_BASE_URL, stack]")
@@ -252,8 +353,11 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=20.0, help="scripted model tokens/s")
     parser.add_argument("--words", type=int, default=12, help="words per answer")
     parser.add_argument("--json", action="store_true", help="one line of JSON (default: indented)")
+    parser.add_argument("--client-only", action="store_true", help="no server: client CPU only")
+    parser.add_argument("--tokens", type=int, default=200, help="--client-only: tokens per answer")
+    parser.add_argument("--requests", type=int, default=50, help="--client-only: per block")
     args = parser.parse_args()
-    result = anyio.run(bench, args)
+    result = anyio.run(client_only if args.client_only else bench, args)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
