@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 from collections.abc import AsyncIterator
 
 import anyio
@@ -75,6 +76,22 @@ def create_letta_client(connection: LettaConnection | None = None) -> AsyncLetta
     )
 
 
+# One retry-less copy per caller's client, shared by all its sources: a fresh copy per
+# source would re-run the SDK's platform detection (a worker-thread hop) on its first
+# request, which was most of the client's CPU when 1000 sources started at once.
+_RETRYLESS: weakref.WeakKeyDictionary[AsyncLetta, AsyncLetta] = weakref.WeakKeyDictionary()
+
+
+def _without_retries(client: AsyncLetta) -> AsyncLetta:
+    # The SDK would retry on its own (also 409/429/5xx after the run started): ours only.
+    if client.max_retries == 0:
+        return client
+    copy = _RETRYLESS.get(client)
+    if copy is None:
+        copy = _RETRYLESS[client] = client.with_options(max_retries=0)
+    return copy
+
+
 def _is_connect_failure(exc: BaseException) -> bool:
     # Safe to retry only when the request cannot have reached the server: the connection
     # itself failed. A read timeout may mean the server is already running the agent.
@@ -127,8 +144,7 @@ class LettaSource:
         if cancel_timeout_s <= 0:
             raise ConfigError("LettaSource: cancel_timeout_s must be > 0")
         self._client = client
-        # The SDK would retry on its own (also 409/429/5xx after the run started): ours only.
-        self._requests = client.with_options(max_retries=0)
+        self._requests = _without_retries(client)
         self._agent_id = agent_id
         self._label = label or agent_id
         self.stream_tokens = stream_tokens
