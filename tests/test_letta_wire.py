@@ -183,3 +183,15 @@ async def test_create_letta_client_pool_takes_the_configured_limit() -> None:
         assert pool._max_connections >= 1000  # a 1000-agent fan-out is not queued by default
     finally:
         await default.close()
+
+
+async def test_sources_of_one_client_share_one_retryless_copy() -> None:
+    # A copy per source would run the SDK's platform detection (a worker-thread hop) once per
+    # source on its first request: a thousand of them when a big fan-out starts.
+    async with AsyncLetta(base_url="http://127.0.0.1:9", max_retries=2) as client:
+        first, second = LettaSource(client, "agent-1"), LettaSource(client, "agent-2")
+        assert first._requests is second._requests
+        assert first._requests is not client
+        assert first._requests.max_retries == 0
+    async with AsyncLetta(base_url="http://127.0.0.1:9", max_retries=0) as quiet:
+        assert LettaSource(quiet, "agent-1")._requests is quiet
