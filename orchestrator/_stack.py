@@ -224,8 +224,17 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[int, int | 
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so `down` can stop it whole
         )
+    _reap_children()
     _CHILDREN.append(proc)
     return proc.pid, _start_ticks(proc.pid)
+
+
+def _reap_children() -> None:
+    # Collect servers that have exited (stopped, or killed by someone else) through their
+    # Popen objects, so those know it and never warn "still running" at interpreter exit.
+    for proc in list(_CHILDREN):
+        if proc.poll() is not None:
+            _CHILDREN.remove(proc)
 
 
 def _stop_group(pid: int | None, ticks: int | None, timeout: float = 15.0) -> None:
@@ -235,14 +244,18 @@ def _stop_group(pid: int | None, ticks: int | None, timeout: float = 15.0) -> No
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        if not _alive(pid, ticks):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    try:
+        while time.monotonic() < deadline:
+            _reap_children()
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if not _alive(pid, ticks):
+                return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    finally:
+        _reap_children()
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
