@@ -101,13 +101,18 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0
 
 @contextmanager
 def serve_in_thread(
-    directory: ScriptedDirectory, settings: ApiSettings, *, sndbuf: int | None = None
+    directory: ScriptedDirectory,
+    settings: ApiSettings,
+    *,
+    sndbuf: int | None = None,
+    access_log: bool = True,
 ) -> Iterator[ServerProbe]:
     """Serve a fresh app for ``directory`` with uvicorn in a thread until the block ends.
 
     ``sndbuf`` sets the kernel send buffer of the listening socket, which accepted
     connections inherit: a small one makes a client that stops reading block the server's
-    writes after a few kilobytes instead of megabytes.
+    writes after a few kilobytes instead of megabytes. ``access_log=False`` keeps pytest's
+    log capture from holding a record per request (it would look like a leak in a soak).
     """
     app = create_app(settings, directory)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -119,7 +124,12 @@ def serve_in_thread(
     # log_config=None: uvicorn's loggers propagate to the root logger, so pytest's caplog
     # sees a traceback the server would log.
     config = uvicorn.Config(
-        app, log_config=None, log_level="info", lifespan="on", timeout_graceful_shutdown=5
+        app,
+        log_config=None,
+        log_level="info",
+        access_log=access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     loops: list[asyncio.AbstractEventLoop] = []
