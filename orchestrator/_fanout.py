@@ -26,8 +26,10 @@ from ._types import JSON, TERMINAL_TYPES, CancelReason, EventType
 
 logger = logging.getLogger("orchestrator")
 
-# The merger hands out ready events without suspending; every this many in a row it yields
-# to the event loop once, so producers and other tasks are never starved for long.
+# The merger hands out ready events without suspending; every so many in a row it yields to
+# the event loop once, so producers and other tasks are never starved for long. At least
+# this many, and at least two per agent: each loop iteration can bring one event from every
+# agent, and a merger that took fewer per turn would fall further behind every turn.
 _CHECKPOINT_EVERY = 256
 
 # Event is a NamedTuple; building it through tuple.__new__ skips the keyword-handling
@@ -60,6 +62,7 @@ class FanOut:
         self._wakeup: anyio.Event | None = None
         self._index = 0
         self._streak = 0
+        self._checkpoint_every = max(_CHECKPOINT_EVERY, 2 * len(self._lanes))
         self._started = False
         self._finished = False
         self._closing = False
@@ -164,7 +167,7 @@ class FanOut:
                     ),
                 )
                 self._streak += 1
-                if self._streak >= _CHECKPOINT_EVERY:
+                if self._streak >= self._checkpoint_every:
                     self._streak = 0
                     await checkpoint()
                 return event

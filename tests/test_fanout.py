@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio import wait_all_tasks_blocked
 
@@ -440,3 +441,31 @@ async def test_a_source_that_simply_ends_is_done() -> None:
         assert source.cancel_calls == 0
     assert joined_text(events, "plain") == "ab"
     assert fanout.result()["plain"].run_id is None
+
+
+async def test_the_merger_never_starves_the_event_loop() -> None:
+    # A consumer that never awaits anything else, over a full buffer that never runs dry:
+    # the merger itself must still let other tasks run now and then.
+    source = ScriptedSource("dense", ["x"] * 6000)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.lowlevel.checkpoint()
+            ticks += 1
+
+    async with anyio.create_task_group() as tg:
+        async with open_fanout([source], "p", buffer=6000) as fanout:
+            await fanout.__anext__()
+            await wait_all_tasks_blocked()
+            assert fanout.status()["dense"].buffered > 5000
+            tg.start_soon(ticker)
+            before = ticks
+            for _ in range(3000):
+                await fanout.__anext__()
+            assert ticks > before, "3000 events were merged without yielding once"
+            fanout.cancel()
+            async for _ in fanout:
+                pass
+        tg.cancel_scope.cancel()
