@@ -61,8 +61,8 @@ class FanOut:
         self._ready: deque[Lane] = deque()
         self._wakeup: anyio.Event | None = None
         self._index = 0
-        self._streak = 0
         self._checkpoint_every = max(_CHECKPOINT_EVERY, 2 * len(self._lanes))
+        self._next_checkpoint = self._checkpoint_every
         self._started = False
         self._finished = False
         self._closing = False
@@ -166,9 +166,8 @@ class FanOut:
                         MappingProxyType(data),
                     ),
                 )
-                self._streak += 1
-                if self._streak >= self._checkpoint_every:
-                    self._streak = 0
+                if index >= self._next_checkpoint:
+                    self._next_checkpoint = index + self._checkpoint_every
                     await checkpoint()
                 return event
             if not self._started:
@@ -179,7 +178,8 @@ class FanOut:
             if self._undelivered_terminals == 0:
                 self._finished = True
                 return self._make_fanout_event("fanout_done", self._done_data())
-            self._streak = 0
+            # Waiting suspends anyway: the next yield is due a full stretch from here.
+            self._next_checkpoint = self._index + self._checkpoint_every
             self._wakeup = anyio.Event()
             await self._wakeup.wait()
 
@@ -203,6 +203,7 @@ class FanOut:
                 stream = lane.source.stream(self.prompt)
                 try:
                     first = True
+                    hot = False  # past the first token: content deltas take the short path
                     buf = lane.buf
                     kinds = lane.kinds
                     times = lane.times
@@ -212,19 +213,18 @@ class FanOut:
                     monotonic = time.monotonic
                     async for sev in stream:
                         etype = sev.type
-                        if etype == "content" and lane.first_token_at is not None:
+                        if hot and etype == "content":
                             # Hot path: one more token of the answer.
-                            lane.produced += 1
-                            text.append(sev.data.get("delta", ""))
+                            text.append(sev.data["delta"])
                         else:
                             if etype in TERMINAL_TYPES:
                                 terminal = sev
                                 break
                             if first and etype != "agent_start":
                                 await self._push(lane, SourceEvent("agent_start", {"run_id": None}))
-                            had_token = lane.first_token_at is not None
                             lane.record(sev)
-                            if not had_token and lane.first_token_at is not None:
+                            if not hot and lane.first_token_at is not None:
+                                hot = True
                                 # First-token deadline met: only the total one applies now.
                                 lane.scope.deadline = (
                                     now + options.timeout_s if options.timeout_s else math.inf

@@ -35,7 +35,6 @@ class Lane:
         "kinds",
         "label",
         "low_water",
-        "produced",
         "reasoning_parts",
         "run_id",
         "scope",
@@ -72,7 +71,6 @@ class Lane:
         self.cancel_reason: CancelReason | None = None
         self.cancel_called = False
         self.seq = 0
-        self.produced = 0
         self.coalesced = 0
         self.terminal_delivered = False
         self.started_at: float | None = None
@@ -113,7 +111,6 @@ class Lane:
 
     def record(self, event: SourceEvent) -> None:
         """Account for a produced event: text, reasoning, tools, usage, first token."""
-        self.produced += 1
         etype = event.type
         data = event.data
         if etype == "content" or etype == "reasoning":
@@ -165,7 +162,8 @@ class Lane:
             label=self.label,
             state=self.state,
             buffered=len(self.buf),
-            produced=self.produced,
+            # Every event taken in was delivered, is buffered, or was merged into another.
+            produced=self.seq + len(self.buf) + self.coalesced,
             delivered=self.seq,
             coalesced=self.coalesced,
             paused=self.space is not None,
