@@ -96,26 +96,37 @@ def simulator(agents: int, tokens: int) -> Iterator[SimProcess]:
         "--tick",
         str(TICK_S),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base_url = f"http://127.0.0.1:{port}"
+    with _server_process(cmd, f"{base_url}/v1/health/", "simulator", 30) as proc:
+        yield SimProcess(proc, base_url)
+
+
+@contextmanager
+def _server_process(
+    cmd: list[str], health_url: str, what: str, timeout_s: float, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server process, wait until ``health_url`` answers 200, stop it afterwards."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
-                if httpx.get(f"{base_url}/v1/health/", timeout=1).status_code == 200:
+                if httpx.get(health_url, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"simulator did not start: {proc.stderr}")
+                proc.kill()
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"{what} did not start: {err[-2000:]}")
             time.sleep(0.1)
-        yield SimProcess(proc, base_url)
+        yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            proc.kill()  # graceful shutdown waits for a thousand open streams
+            proc.kill()  # graceful shutdown waits for every open stream
             proc.wait(timeout=10)
 
 
@@ -320,29 +331,9 @@ def api_server(sim_url: str, clients: int) -> Iterator[ApiProcess]:
         "warning",
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise RuntimeError(f"orchestrator serve did not start: {err[-2000:]}")
-            time.sleep(0.1)
+    with _server_process(cmd, f"{base_url}/healthz", "orchestrator serve", 60, env) as proc:
         yield ApiProcess(proc, base_url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 class ApiProcess(SimProcess):
