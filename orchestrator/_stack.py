@@ -565,32 +565,25 @@ def stack_status(config: StackConfig | None = None) -> list[ComponentStatus]:
             logs.get("postgres", str(config.logs / "postgres.log")),
         )
     )
-    model = state.get("model") or {}
-    model_port = int(model.get("port") or config.model_port)
-    model_running = _alive(model.get("pid"), model.get("ticks"))
-    out.append(
-        ComponentStatus(
-            "model",
-            model.get("pid"),
-            model_running,
-            f"http://127.0.0.1:{model_port}/v1",
-            model_running and _http_ok(f"http://127.0.0.1:{model_port}/v1/models"),
-            logs.get("model", str(config.logs / "modelserver.log")),
-        )
+    # The two HTTP servers the stack started itself: (name, default port, health path, log).
+    servers = (
+        ("model", config.model_port, "/v1", "/v1/models", "modelserver.log"),
+        ("letta", config.letta_port, "", "/v1/health/", "letta.log"),
     )
-    letta = state.get("letta") or {}
-    letta_port = int(letta.get("port") or config.letta_port)
-    letta_running = _alive(letta.get("pid"), letta.get("ticks"))
-    out.append(
-        ComponentStatus(
-            "letta",
-            letta.get("pid"),
-            letta_running,
-            f"http://127.0.0.1:{letta_port}",
-            letta_running and _http_ok(f"http://127.0.0.1:{letta_port}/v1/health/"),
-            logs.get("letta", str(config.logs / "letta.log")),
+    for name, default_port, prefix, health, log_name in servers:
+        entry = state.get(name) or {}
+        port = int(entry.get("port") or default_port)
+        running = _alive(entry.get("pid"), entry.get("ticks"))
+        out.append(
+            ComponentStatus(
+                name,
+                entry.get("pid"),
+                running,
+                f"http://127.0.0.1:{port}{prefix}",
+                running and _http_ok(f"http://127.0.0.1:{port}{health}"),
+                logs.get(name, str(config.logs / log_name)),
+            )
         )
-    )
     return out
 
 
