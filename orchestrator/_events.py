@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
+import orjson
+
 from ._exceptions import EventFormatError
 from ._types import EVENT_TYPES, JSON, TERMINAL_TYPES, EventType
 
@@ -82,8 +84,10 @@ class Event(NamedTuple):
         return out
 
     def to_json(self) -> str:
-        """The event as one line of compact JSON (no newline inside)."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        """The event as one line of compact JSON (UTF-8 text, no newline inside)."""
+        # orjson: a server serialises every event once per stream, and json.dumps took
+        # three times as long as everything else the SSE path does per event.
+        return orjson.dumps(self.to_dict()).decode()
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> Event:
@@ -129,7 +133,7 @@ class Event(NamedTuple):
     def from_json(cls, text: str | bytes) -> Event:
         """Parse one event from JSON text; raises :class:`EventFormatError` when invalid."""
         try:
-            obj = json.loads(text)
+            obj = orjson.loads(text)
         except ValueError as exc:
             raise EventFormatError(f"not valid JSON: {exc}") from None
         return cls.from_dict(obj)
