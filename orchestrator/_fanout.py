@@ -151,7 +151,6 @@ class FanOut:
                 index = self._index
                 self._index = index + 1
                 if etype in TERMINAL_TYPES:
-                    lane.terminal_delivered = True
                     self._undelivered_terminals -= 1
                 event = _new_event(
                     Event,

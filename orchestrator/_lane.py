@@ -44,7 +44,6 @@ class Lane:
         "started_at",
         "state",
         "stop_reason",
-        "terminal_delivered",
         "text_parts",
         "times",
         "tool_calls",
@@ -72,7 +71,6 @@ class Lane:
         self.cancel_called = False
         self.seq = 0
         self.coalesced = 0
-        self.terminal_delivered = False
         self.started_at: float | None = None
         self.first_token_at: float | None = None
         self.ended_at: float | None = None

@@ -246,9 +246,7 @@ def _stop_group(pid: int | None, ticks: int | None, timeout: float = 15.0) -> No
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            _reap_children()
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+            _reap_children()  # our own children become zombies until reaped
             if not _alive(pid, ticks):
                 return
             time.sleep(0.1)
