@@ -7,7 +7,7 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any
@@ -23,6 +23,7 @@ from ._options import FanOutOptions, parse_policy
 from ._result import AgentStatus, ErrorInfo, FanOutResult
 from ._source import Source
 from ._types import JSON, TERMINAL_TYPES, CancelReason, EventType
+from ._waiter import EventWaiter, Waiter, waiter_factory, wake
 
 logger = logging.getLogger("orchestrator")
 
@@ -59,7 +60,8 @@ class FanOut:
         self._quorum = parse_policy(options.policy)
         self._coalesce = options.overflow == "coalesce"
         self._ready: deque[Lane] = deque()
-        self._wakeup: anyio.Event | None = None
+        self._wakeup: Waiter | None = None
+        self._new_waiter: Callable[[], Waiter] = EventWaiter  # replaced in _start()
         self._index = 0
         self._checkpoint_every = max(_CHECKPOINT_EVERY, 2 * len(self._lanes))
         self._next_checkpoint = self._checkpoint_every
@@ -145,7 +147,7 @@ class FanOut:
                 if buf:
                     ready.append(lane)
                 if lane.space is not None and len(buf) <= lane.low_water:
-                    lane.space.set()
+                    wake(lane.space)
                     lane.space = None
                 lane.seq = seq = lane.seq + 1
                 index = self._index
@@ -179,12 +181,13 @@ class FanOut:
                 return self._make_fanout_event("fanout_done", self._done_data())
             # Waiting suspends anyway: the next yield is due a full stretch from here.
             self._next_checkpoint = self._index + self._checkpoint_every
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            self._wakeup = wakeup = self._new_waiter()
+            await wakeup
 
     # -- producer side ----------------------------------------------------------------------
 
     def _start(self, tg: TaskGroup) -> None:
+        self._new_waiter = waiter_factory()
         for lane in self._lanes.values():
             tg.start_soon(self._run_lane, lane, name=f"fanout:{self.fanout_id}:{lane.agent_id}")
 
@@ -310,8 +313,8 @@ class FanOut:
                 await checkpoint()
                 return
             while len(buf) >= lane.capacity:
-                lane.space = space = anyio.Event()
-                await space.wait()
+                lane.space = space = self._new_waiter()
+                await space
                 if self._closing:
                     return
         lane.append(sev, t)
@@ -321,7 +324,7 @@ class FanOut:
     def _mark_ready(self, lane: Lane) -> None:
         self._ready.append(lane)
         if self._wakeup is not None:
-            self._wakeup.set()
+            wake(self._wakeup)
             self._wakeup = None
 
     async def _cancel_upstream(self, lane: Lane) -> None:
@@ -351,10 +354,10 @@ class FanOut:
         self._closing = True
         for lane in self._lanes.values():
             if lane.space is not None:
-                lane.space.set()
+                wake(lane.space)
                 lane.space = None
         if self._wakeup is not None:
-            self._wakeup.set()
+            wake(self._wakeup)
             self._wakeup = None
 
     # -- fan-out level events ---------------------------------------------------------------

@@ -12,6 +12,7 @@ from ._events import SourceEvent
 from ._result import AgentResult, AgentStatus, ErrorInfo, Metrics
 from ._source import Source
 from ._types import DELTA_TYPES, JSON, AgentState, CancelReason, EventType
+from ._waiter import Waiter
 
 
 class Lane:
@@ -64,7 +65,7 @@ class Lane:
         self.buf: deque[JSON] = deque()
         self.kinds: deque[EventType] = deque()
         self.times: deque[float] = deque()
-        self.space: anyio.Event | None = None
+        self.space: Waiter | None = None
         self.scope = anyio.CancelScope()
         self.state: AgentState = "pending"
         self.cancel_reason: CancelReason | None = None

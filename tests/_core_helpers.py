@@ -6,6 +6,8 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
+import sniffio
+
 from orchestrator import Event, ScriptedSource
 
 TERMINALS = {"agent_done", "agent_error", "agent_cancelled"}
@@ -55,4 +57,16 @@ def assert_sources_released(sources: Sequence[ScriptedSource]) -> None:
 
 
 def task_count() -> int:
+    """How many tasks exist in the running event loop (asyncio or trio)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        def count(task: trio.lowlevel.Task) -> int:
+            return 1 + sum(
+                count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+            )
+
+        root = trio.lowlevel.current_root_task()
+        assert root is not None
+        return count(root)
     return len(asyncio.all_tasks())

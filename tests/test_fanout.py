@@ -1,4 +1,8 @@
-"""Behaviour of the core fan-out engine (issue: core engine, behaviours 1-8)."""
+"""Behaviour of the core fan-out engine (issue: core engine, behaviours 1-8).
+
+Every test runs on asyncio and on trio: the engine only uses anyio, except for its
+asyncio-only wake-ups (``orchestrator/_waiter.py``), whose portable fallback trio exercises.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,14 @@ from ._core_helpers import (
     task_count,
     terminal,
 )
+
+# A hang under trio does not answer pytest-timeout's default signal: stop the run instead.
+pytestmark = pytest.mark.timeout(120, method="thread")
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 async def _run(sources: list[ScriptedSource], **options: Any) -> list[Event]:
