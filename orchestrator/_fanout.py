@@ -195,9 +195,12 @@ class FanOut:
         options = self.options
         lane.started_at = time.monotonic()
         lane.state = "streaming"
-        now = anyio.current_time()
-        limits = [x for x in (options.timeout_s, options.first_token_timeout_s) if x is not None]
-        if limits:
+        timeout_s = options.timeout_s
+        first_token_timeout_s = options.first_token_timeout_s
+        now = 0.0
+        if timeout_s is not None or first_token_timeout_s is not None:
+            now = anyio.current_time()
+            limits = [x for x in (timeout_s, first_token_timeout_s) if x is not None]
             lane.scope.deadline = now + min(limits)
         terminal: SourceEvent | None = None
         try:
@@ -228,11 +231,12 @@ class FanOut:
                             if not hot and lane.first_token_at is not None:
                                 hot = True
                                 # First-token deadline met: only the total one applies now.
-                                lane.scope.deadline = (
-                                    now + options.timeout_s if options.timeout_s else math.inf
-                                )
+                                if first_token_timeout_s is not None:
+                                    lane.scope.deadline = (
+                                        now + timeout_s if timeout_s is not None else math.inf
+                                    )
                         first = False
-                        if len(buf) < capacity and not self._closing:
+                        if len(buf) < capacity:
                             buf.append(sev.data)
                             kinds.append(etype)
                             times.append(monotonic() - t0)
@@ -304,6 +308,9 @@ class FanOut:
 
     async def _push(self, lane: Lane, sev: SourceEvent) -> None:
         if self._closing:
+            # Nobody reads any more and the lane is cancelled: let the cancellation in, so a
+            # source that never suspends cannot keep its producer spinning.
+            await checkpoint()
             return
         t = time.monotonic() - self._t0
         buf = lane.buf
@@ -322,6 +329,8 @@ class FanOut:
             self._mark_ready(lane)
 
     def _mark_ready(self, lane: Lane) -> None:
+        if self._closing:
+            return
         self._ready.append(lane)
         if self._wakeup is not None:
             wake(self._wakeup)
@@ -352,6 +361,7 @@ class FanOut:
         """Leaving the fan-out: cancel whatever still runs and release waiting producers."""
         self.cancel(reason="disconnect")
         self._closing = True
+        self._ready.clear()  # iteration stops here, whatever is still buffered
         for lane in self._lanes.values():
             if lane.space is not None:
                 wake(lane.space)

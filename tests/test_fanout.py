@@ -349,6 +349,39 @@ async def test_leaving_early_cancels_every_source_and_leaks_nothing(how: str) ->
     assert task_count() == before
 
 
+class _Endless:
+    """A source that never suspends and never ends."""
+
+    agent_id = "endless"
+    label = "endless"
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def stream(self, message: str) -> AsyncIterator[SourceEvent]:
+        try:
+            while True:
+                yield SourceEvent.content("x", "m")
+        finally:
+            self.closed = True
+
+    async def cancel(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("overflow", ["block", "coalesce"])
+async def test_leaving_early_stops_a_source_that_never_suspends(overflow: str) -> None:
+    # Its producer fills the buffer and waits; leaving must not let it spin on a full
+    # buffer that nobody drains (that hung the event loop for good).
+    source = _Endless()
+    async with open_fanout([source], "p", buffer=4, overflow=overflow) as fanout:
+        async for event in fanout:
+            if event.type == "content":
+                break
+    assert source.closed
+    assert fanout.result().agents["endless"].state == "cancelled"
+
+
 async def test_iteration_after_the_block_stops() -> None:
     async with open_fanout([ScriptedSource("a", ["x"] * 100, delay_s=0.001)], "p") as fanout:
         await fanout.__anext__()
