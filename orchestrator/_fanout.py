@@ -216,18 +216,19 @@ class FanOut:
                     text = lane.text_parts
                     t0 = self._t0
                     monotonic = time.monotonic
-                    async for sev in stream:
-                        etype = sev.type
+                    # Unpacked at once: a buffered or waiting event keeps no tuple alive, only
+                    # its payload, so the garbage collector has less to look at.
+                    async for etype, data in stream:
                         if hot and etype == "content":
                             # Hot path: one more token of the answer.
-                            text.append(sev.data["delta"])
+                            text.append(data["delta"])
                         else:
                             if etype in TERMINAL_TYPES:
-                                terminal = sev
+                                terminal = SourceEvent(etype, data)
                                 break
                             if first and etype != "agent_start":
-                                await self._push(lane, SourceEvent("agent_start", {"run_id": None}))
-                            lane.record(sev)
+                                await self._push(lane, "agent_start", {"run_id": None})
+                            lane.record(etype, data)
                             if not hot and lane.first_token_at is not None:
                                 hot = True
                                 # First-token deadline met: only the total one applies now.
@@ -237,18 +238,18 @@ class FanOut:
                                     )
                         first = False
                         if len(buf) < capacity:
-                            buf.append(sev.data)
+                            buf.append(data)
                             kinds.append(etype)
                             times.append(monotonic() - t0)
                             if len(buf) == 1:
                                 self._mark_ready(lane)
                         else:
-                            await self._push(lane, sev)
+                            await self._push(lane, etype, data)
                     else:
                         # The stream ended by itself without a terminal event: a normal end.
                         terminal = SourceEvent("agent_done", {"stop_reason": "end_turn"})
                     if first:
-                        await self._push(lane, SourceEvent("agent_start", {"run_id": None}))
+                        await self._push(lane, "agent_start", {"run_id": None})
                 finally:
                     await self._close_stream(lane, stream)
         except SourceError as exc:
@@ -278,7 +279,7 @@ class FanOut:
             await self._cancel_upstream(lane)
         if terminal is None:
             terminal = SourceEvent("agent_cancelled", {"reason": lane.cancel_reason or "timeout"})
-        await self._push(lane, self._settle(lane, terminal))
+        await self._push(lane, *self._settle(lane, terminal))
         if self._quorum is not None and self._succeeded == self._quorum:
             self.cancel(reason="policy")
 
@@ -306,7 +307,7 @@ class FanOut:
             self._ended_at = lane.ended_at
         return SourceEvent(terminal.type, data)
 
-    async def _push(self, lane: Lane, sev: SourceEvent) -> None:
+    async def _push(self, lane: Lane, etype: EventType, data: JSON) -> None:
         if self._closing:
             # Nobody reads any more and the lane is cancelled: let the cancellation in, so a
             # source that never suspends cannot keep its producer spinning.
@@ -315,7 +316,7 @@ class FanOut:
         t = time.monotonic() - self._t0
         buf = lane.buf
         if len(buf) >= lane.capacity:
-            if self._coalesce and lane.try_coalesce(sev, t):
+            if self._coalesce and lane.try_coalesce(etype, data, t):
                 # A source that never suspends must still let the merger run.
                 await checkpoint()
                 return
@@ -324,7 +325,7 @@ class FanOut:
                 await space
                 if self._closing:
                     return
-        lane.append(sev, t)
+        lane.append(etype, data, t)
         if len(buf) == 1:
             self._mark_ready(lane)
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 
-from ._events import SourceEvent
 from ._result import AgentResult, AgentStatus, ErrorInfo, Metrics
 from ._source import Source
 from ._types import DELTA_TYPES, JSON, AgentState, CancelReason, EventType
@@ -88,30 +87,28 @@ class Lane:
         """True once the lane has produced its terminal event."""
         return self.state in ("done", "error", "cancelled")
 
-    def try_coalesce(self, event: SourceEvent, t: float) -> bool:
+    def try_coalesce(self, etype: EventType, data: JSON, t: float) -> bool:
         """Merge a text delta into the newest buffered event of the same message, if any."""
-        if not self.buf or event.type not in DELTA_TYPES or self.kinds[-1] != event.type:
+        if not self.buf or etype not in DELTA_TYPES or self.kinds[-1] != etype:
             return False
         last = self.buf[-1]
-        if last.get("message_id") != event.data.get("message_id"):
+        if last.get("message_id") != data.get("message_id"):
             return False
         merged = dict(last)
-        merged["delta"] = merged.get("delta", "") + event.data.get("delta", "")
+        merged["delta"] = merged.get("delta", "") + data.get("delta", "")
         self.buf[-1] = merged
         self.times[-1] = t
         self.coalesced += 1
         return True
 
-    def append(self, event: SourceEvent, t: float) -> None:
+    def append(self, etype: EventType, data: JSON, t: float) -> None:
         """Buffer one event (the caller checked there is room)."""
-        self.buf.append(event.data)
-        self.kinds.append(event.type)
+        self.buf.append(data)
+        self.kinds.append(etype)
         self.times.append(t)
 
-    def record(self, event: SourceEvent) -> None:
+    def record(self, etype: EventType, data: JSON) -> None:
         """Account for a produced event: text, reasoning, tools, usage, first token."""
-        etype = event.type
-        data = event.data
         if etype == "content" or etype == "reasoning":
             if self.first_token_at is None:
                 self.first_token_at = time.monotonic()
