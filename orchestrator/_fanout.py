@@ -68,7 +68,9 @@ class FanOut:
         self._started = False
         self._finished = False
         self._closing = False
-        self._undelivered_terminals = len(self._lanes)
+        # Agents whose terminal event is not buffered yet: once none are left and every
+        # buffer is empty, every terminal event has been delivered.
+        self._unbuffered_terminals = len(self._lanes)
         self._unfinished = len(self._lanes)
         self._succeeded = 0
         self._t0 = time.monotonic()
@@ -152,8 +154,6 @@ class FanOut:
                 lane.seq = seq = lane.seq + 1
                 index = self._index
                 self._index = index + 1
-                if etype in TERMINAL_TYPES:
-                    self._undelivered_terminals -= 1
                 event = _new_event(
                     Event,
                     (
@@ -176,7 +176,7 @@ class FanOut:
                 return self._make_fanout_event("fanout_start", self._start_data())
             if self._finished or self._closing:
                 raise StopAsyncIteration
-            if self._undelivered_terminals == 0:
+            if self._unbuffered_terminals == 0:
                 self._finished = True
                 return self._make_fanout_event("fanout_done", self._done_data())
             # Waiting suspends anyway: the next yield is due a full stretch from here.
@@ -280,6 +280,7 @@ class FanOut:
         if terminal is None:
             terminal = SourceEvent("agent_cancelled", {"reason": lane.cancel_reason or "timeout"})
         await self._push(lane, *self._settle(lane, terminal))
+        self._unbuffered_terminals -= 1
         if self._quorum is not None and self._succeeded == self._quorum:
             self.cancel(reason="policy")
 
