@@ -14,7 +14,7 @@ events (``fanout_start``, ``fanout_done``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
@@ -28,6 +28,10 @@ PROTOCOL_VERSION = 1
 
 _ENVELOPE = ("v", "type", "fanout_id", "agent_id", "label", "seq", "index", "t")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_DATA = 7  # position of the payload in an Event
+# The tuple's own item access and iteration, which Event overrides to hand out views.
+_item = cast("Callable[[tuple[Any, ...], Any], Any]", tuple.__getitem__)
+_iter = cast("Callable[[tuple[Any, ...]], Iterator[Any]]", tuple.__iter__)
 
 
 class Event(NamedTuple):
@@ -35,9 +39,14 @@ class Event(NamedTuple):
 
     ``seq`` counts an agent's events from 1; ``index`` is the position in the merged stream
     from 0 (and the SSE ``id:``); ``t`` is seconds since the fan-out started (monotonic), taken
-    when the event arrived from its source. Type-specific fields live in ``data`` (read-only)
-    and are flattened into the JSON. It is a named tuple because the merger builds one per
-    token: that is several times cheaper than a frozen dataclass and just as immutable.
+    when the event arrived from its source. Type-specific fields live in ``data`` and are
+    flattened into the JSON. It is a named tuple because the merger builds one per token:
+    that is several times cheaper than a frozen dataclass and just as immutable.
+
+    The payload is read-only from outside: ``data``, indexing and iteration hand out a
+    ``MappingProxyType`` view of it, made when asked for. (Wrapping every payload when the
+    event is built cost 8 % of the merge at one agent, for a view most readers never take:
+    ``delta``, ``get()`` and ``to_json()`` read the payload directly.)
     """
 
     type: EventType
@@ -57,16 +66,28 @@ class Event(NamedTuple):
     @property
     def delta(self) -> str:
         """The text of a ``content`` or ``reasoning`` event; empty for other types."""
-        return cast(str, self.data.get("delta", ""))
+        return cast(str, _item(self, _DATA).get("delta", ""))
 
     @property
     def message_id(self) -> str | None:
         """The message a delta belongs to; deltas of one message share it."""
-        return cast("str | None", self.data.get("message_id"))
+        return cast("str | None", _item(self, _DATA).get("message_id"))
 
     def get(self, key: str, default: Any = None) -> Any:
         """A payload field, or ``default`` when this event has none of that name."""
-        return self.data.get(key, default)
+        return _item(self, _DATA).get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return tuple(self)[key]
+        value = _item(self, key)
+        return MappingProxyType(value) if key in (_DATA, -1) else value  # data is last
+
+    def __iter__(self) -> Iterator[Any]:
+        items = _iter(self)
+        for _ in range(_DATA):
+            yield next(items)
+        yield MappingProxyType(next(items))
 
     def to_dict(self) -> JSON:
         """The event as a JSON-ready dict (envelope plus flattened payload)."""
@@ -80,7 +101,7 @@ class Event(NamedTuple):
             "index": self.index,
             "t": round(self.t, 6),
         }
-        out.update(self.data)
+        out.update(_item(self, _DATA))
         return out
 
     def to_json(self) -> str:
@@ -126,7 +147,7 @@ class Event(NamedTuple):
             seq=obj["seq"],
             index=obj["index"],
             t=float(obj["t"]),
-            data=MappingProxyType(data),
+            data=data,
         )
 
     @classmethod
@@ -137,6 +158,15 @@ class Event(NamedTuple):
         except ValueError as exc:
             raise EventFormatError(f"not valid JSON: {exc}") from None
         return cls.from_dict(obj)
+
+
+def _read_only_data(event: Event) -> Mapping[str, Any]:
+    """Type-specific fields (a read-only view)."""
+    return MappingProxyType(_item(event, _DATA))
+
+
+# The named tuple's own accessor would hand out the stored dict itself.
+Event.data = property(_read_only_data, doc="Type-specific fields (a read-only view).")  # type: ignore[assignment]
 
 
 class SourceEvent(NamedTuple):

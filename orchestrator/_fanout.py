@@ -9,7 +9,6 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -164,7 +163,7 @@ class FanOut:
                         seq,
                         index,
                         t,
-                        MappingProxyType(data),
+                        data,
                     ),
                 )
                 if index >= self._next_checkpoint:
@@ -383,7 +382,7 @@ class FanOut:
             0,
             self._index,
             time.monotonic() - self._t0,
-            MappingProxyType(data),
+            data,
         )
         self._index += 1
         return event

@@ -87,9 +87,24 @@ def test_events_are_immutable() -> None:
 async def test_event_payload_is_read_only() -> None:
     events = await _all_kinds_of_events()
     content = next(e for e in events if e.type == "content")
+    *_, unpacked = content
+    views: list[Any] = [content.data, content[7], content[-1], content[5:][-1], unpacked]
+    views.append(content._asdict()["data"])
+    for view in views:
+        with pytest.raises(TypeError):
+            view["delta"] = "changed"
+    replaced = content._replace(seq=99)
     with pytest.raises(TypeError):
-        content.data["delta"] = "changed"  # type: ignore[index]
+        replaced.data["delta"] = "changed"  # type: ignore[index]
     assert content.delta in {"Hel", "lo", "x"}
+    assert dict(content.data) == {"delta": content.delta, "message_id": content.message_id}
+    assert content[:5] == (
+        content.type,
+        content.fanout_id,
+        content.agent_id,
+        content.label,
+        content.seq,
+    )
 
 
 def test_json_is_one_line_and_versioned() -> None:
