@@ -290,7 +290,7 @@ class FanOut:
         if terminal.type == "agent_done":
             lane.state = "done"
             lane.stop_reason = data.setdefault("stop_reason", "end_turn")
-            data["text_length"] = sum(map(len, lane.text_parts))
+            data["text_length"] = lane.text_length = sum(map(len, lane.text_parts))
             data["metrics"] = lane.metrics().to_dict()
             self._succeeded += 1
         elif terminal.type == "agent_error":
@@ -402,7 +402,7 @@ class FanOut:
             entry: JSON = {"label": lane.label, "state": lane.state, "events": lane.seq}
             if lane.state == "done":
                 entry["stop_reason"] = lane.stop_reason
-                entry["text_length"] = sum(map(len, lane.text_parts))
+                entry["text_length"] = lane.text_length
             elif lane.state == "error" and lane.error is not None:
                 entry["code"] = lane.error.code
                 entry["message"] = lane.error.message

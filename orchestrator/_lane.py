@@ -44,6 +44,7 @@ class Lane:
         "started_at",
         "state",
         "stop_reason",
+        "text_length",
         "text_parts",
         "times",
         "tool_calls",
@@ -81,6 +82,7 @@ class Lane:
         self.stop_reason: str | None = None
         self.error: ErrorInfo | None = None
         self.text_parts: list[str] = []
+        self.text_length = 0  # set when the agent is done
         self.reasoning_parts: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
         self.usage: dict[str, Any] = {}
