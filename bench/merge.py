@@ -194,8 +194,8 @@ async def main(quick: bool) -> dict[str, Any]:
     repeats = 3 if quick else 5
     # Enough events per run that steady-state throughput, not start-up, is measured; the
     # per-lane start-up cost is reported on its own (``lane_setup_us``).
-    dense_total = 100_000 if quick else 300_000
-    sparse_total = 50_000 if quick else 100_000
+    dense_total = 40_000 if quick else 300_000
+    sparse_total = 20_000 if quick else 100_000
     runners: dict[str, Runner] = {"ours": run_ours, "queue": run_queue, "aiostream": run_aiostream}
     out: dict[str, Any] = {"dense": {}}
     for n in (1, 10, 100, 1000):
