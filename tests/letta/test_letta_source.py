@@ -100,7 +100,10 @@ async def test_three_agents_stream_concurrently_with_their_exact_answers(
     letta_client: AsyncLetta, scripted_agent: CreateAgent
 ) -> None:
     ids = await make_agents(scripted_agent)
-    prompt = "What should we build next? [[words=10 tps=25]]"
+    # Two seconds of tokens each: longer than the spread of the server's time to first token
+    # across three runs on a slow 2-core machine (0.4 s streams let one agent finish before
+    # another had started, which says nothing about the fan-out).
+    prompt = "What should we build next? [[words=30 tps=15]]"
     sources = [LettaSource(letta_client, a, label=f"p{k}") for k, a in enumerate(ids)]
     async with open_fanout(sources, prompt) as fanout:
         events = [event async for event in fanout]
