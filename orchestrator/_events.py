@@ -80,14 +80,13 @@ class Event(NamedTuple):
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, slice):
             return tuple(self)[key]
-        value = _item(self, key)
-        return MappingProxyType(value) if key in (_DATA, -1) else value  # data is last
+        return _read_only_data(self) if key in (_DATA, -1) else _item(self, key)  # data is last
 
     def __iter__(self) -> Iterator[Any]:
         items = _iter(self)
         for _ in range(_DATA):
             yield next(items)
-        yield MappingProxyType(next(items))
+        yield _read_only_data(self)
 
     def to_dict(self) -> JSON:
         """The event as a JSON-ready dict (envelope plus flattened payload)."""
