@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 import orchestrator
 from orchestrator import AgentDirectory, ConfigError, LettaConnection, LettaDirectory, open_hub
 
-from . import _fanouts, _system, _ws
+from . import _fanouts, _page, _system, _ws
 from ._auth import require_key
 from ._errors import install_error_handlers
 from ._metrics import ApiMetrics
@@ -97,12 +96,7 @@ def create_app(
 
 
 def _include_page(app: FastAPI) -> None:
-    # The panel page is optional: the API works without it.
-    try:
-        page = importlib.import_module("api._page")
-    except ImportError:
-        return
-    app.include_router(page.page_router)
+    app.include_router(_page.page_router)
 
 
 def _letta_directory(settings: ApiSettings) -> AgentDirectory:

@@ -47,8 +47,8 @@ import httpx
 from letta_client import AsyncLetta
 
 from orchestrator import LettaSource, open_fanout
-from orchestrator._config import LettaConnection
-from orchestrator._letta import create_letta_client, default_base_url
+from orchestrator.config._config import LettaConnection
+from orchestrator.letta._source import create_letta_client, default_base_url
 
 MODEL = "openai-proxy/scripted"
 EMBEDDING = "openai/text-embedding-3-small"

@@ -1,6 +1,6 @@
 """Scale: N simulated Letta agents at 50 tokens/s each over real HTTP, through the Python API.
 
-For each N a fresh Letta protocol simulator (``python -m orchestrator._simulator``) runs in
+For each N a fresh Letta protocol simulator (``python -m orchestrator.testing._simulator``) runs in
 its own process. Two modes read the same N streams, each in a fresh worker process (so peak
 RSS and CPU are its own):
 
@@ -86,7 +86,7 @@ def simulator(agents: int, tokens: int) -> Iterator[SimProcess]:
     cmd = [
         sys.executable,
         "-m",
-        "orchestrator._simulator",
+        "orchestrator.testing._simulator",
         "--port",
         str(port),
         "--agents",
@@ -317,7 +317,7 @@ def api_server(sim_url: str, clients: int) -> Iterator[ApiProcess]:
     cmd = [
         sys.executable,
         "-c",
-        "from orchestrator._cli import main; main()",  # the `orchestrator` console script
+        "from orchestrator.cli import main; main()",  # the `orchestrator` console script
         "serve",
         "--port",
         str(port),

@@ -2,9 +2,10 @@
 
 Start with :func:`open_fanout` (stream) or :func:`collect` (final answers only).
 
-The core (events, the fan-out engine, sources, the hub) is imported eagerly; the parts that
-pull in heavy dependencies (the Letta SDK, pydantic configs, batch runs, reports, the
-terminal panel) load on first use, so ``import orchestrator`` stays cheap.
+The layers are subpackages (``docs/architecture.md``): ``_core`` (the engine) and ``_hub``
+(background fan-outs with a retained log) are imported eagerly; ``config``, ``letta``,
+``batch``, ``report``, ``cli`` and ``testing`` load on first use of one of their names, so
+``import orchestrator`` needs anyio only.
 """
 
 from __future__ import annotations
@@ -12,87 +13,94 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._batch_plan import BatchPlan as BatchPlan
-from ._batch_plan import PromptItem as PromptItem
-from ._batch_plan import RetryPolicy as RetryPolicy
-from ._directory import AgentDirectory as AgentDirectory
-from ._directory import AgentInfo as AgentInfo
-from ._directory import AgentRef as AgentRef
-from ._directory import FailedSource as FailedSource
-from ._directory import ScriptedDirectory as ScriptedDirectory
-from ._events import PROTOCOL_VERSION as PROTOCOL_VERSION
-from ._events import Event as Event
-from ._events import SourceEvent as SourceEvent
-from ._events import event_schema as event_schema
-from ._exceptions import CapacityError as CapacityError
-from ._exceptions import ConfigError as ConfigError
-from ._exceptions import EventFormatError as EventFormatError
-from ._exceptions import FanOutExpiredError as FanOutExpiredError
-from ._exceptions import FanOutStateError as FanOutStateError
-from ._exceptions import OrchestratorError as OrchestratorError
-from ._exceptions import SourceError as SourceError
-from ._exceptions import UnknownAgentError as UnknownAgentError
-from ._exceptions import UnknownFanOutError as UnknownFanOutError
-from ._fanout import FanOut as FanOut
-from ._fanout import collect as collect
-from ._fanout import open_fanout as open_fanout
+from ._core import PROTOCOL_VERSION as PROTOCOL_VERSION
+from ._core import AgentDirectory as AgentDirectory
+from ._core import AgentInfo as AgentInfo
+from ._core import AgentRef as AgentRef
+from ._core import AgentResult as AgentResult
+from ._core import AgentState as AgentState
+from ._core import AgentStatus as AgentStatus
+from ._core import CancelReason as CancelReason
+from ._core import CapacityError as CapacityError
+from ._core import ConfigError as ConfigError
+from ._core import ErrorInfo as ErrorInfo
+from ._core import Event as Event
+from ._core import EventFormatError as EventFormatError
+from ._core import EventType as EventType
+from ._core import FailedSource as FailedSource
+from ._core import FanOut as FanOut
+from ._core import FanOutExpiredError as FanOutExpiredError
+from ._core import FanOutOptions as FanOutOptions
+from ._core import FanOutResult as FanOutResult
+from ._core import FanOutStateError as FanOutStateError
+from ._core import Metrics as Metrics
+from ._core import OrchestratorError as OrchestratorError
+from ._core import Overflow as Overflow
+from ._core import Source as Source
+from ._core import SourceError as SourceError
+from ._core import SourceEvent as SourceEvent
+from ._core import UnknownAgentError as UnknownAgentError
+from ._core import UnknownFanOutError as UnknownFanOutError
+from ._core import collect as collect
+from ._core import event_schema as event_schema
+from ._core import open_fanout as open_fanout
+from ._hub import EventLog as EventLog
 from ._hub import EventObserver as EventObserver
 from ._hub import FanOutHub as FanOutHub
 from ._hub import HubFanOut as HubFanOut
+from ._hub import LogSubscription as LogSubscription
 from ._hub import OnDisconnect as OnDisconnect
 from ._hub import open_hub as open_hub
-from ._hub_log import EventLog as EventLog
-from ._hub_log import LogSubscription as LogSubscription
-from ._options import FanOutOptions as FanOutOptions
-from ._result import AgentResult as AgentResult
-from ._result import AgentStatus as AgentStatus
-from ._result import ErrorInfo as ErrorInfo
-from ._result import FanOutResult as FanOutResult
-from ._result import Metrics as Metrics
-from ._source import ScriptedSource as ScriptedSource
-from ._source import Source as Source
-from ._types import AgentState as AgentState
-from ._types import CancelReason as CancelReason
-from ._types import EventType as EventType
-from ._types import Overflow as Overflow
 
 if TYPE_CHECKING:
-    from ._batch import BatchRunner as BatchRunner
-    from ._batch import BatchSummary as BatchSummary
-    from ._batch import run_batch as run_batch
-    from ._batch_config import load_batch as load_batch
-    from ._config import AgentConfig as AgentConfig
-    from ._config import ConfigModel as ConfigModel
-    from ._config import LettaConnection as LettaConnection
-    from ._config import PanelConfig as PanelConfig
-    from ._config import load_config as load_config
-    from ._config import load_panel as load_panel
-    from ._letta import LettaSource as LettaSource
-    from ._letta_directory import LettaDirectory as LettaDirectory
-    from ._letta_directory import create_letta_directory as create_letta_directory
-    from ._panel import run_panel as run_panel
-    from ._report import Report as Report
-    from ._report import build_report as build_report
-    from ._report_render import write_report as write_report
+    from .batch import BatchPlan as BatchPlan
+    from .batch import BatchRunner as BatchRunner
+    from .batch import BatchSummary as BatchSummary
+    from .batch import PromptItem as PromptItem
+    from .batch import RetryPolicy as RetryPolicy
+    from .batch import load_batch as load_batch
+    from .batch import run_batch as run_batch
+    from .cli._panel import run_panel as run_panel
+    from .config import AgentConfig as AgentConfig
+    from .config import ConfigModel as ConfigModel
+    from .config import LettaConnection as LettaConnection
+    from .config import PanelConfig as PanelConfig
+    from .config import load_config as load_config
+    from .config import load_panel as load_panel
+    from .letta import LettaDirectory as LettaDirectory
+    from .letta import LettaSource as LettaSource
+    from .letta import create_letta_directory as create_letta_directory
+    from .report import Report as Report
+    from .report import build_report as build_report
+    from .report import write_report as write_report
+    from .testing import ScriptedDirectory as ScriptedDirectory
+    from .testing import ScriptedSource as ScriptedSource
 
+# Loaded on first use: these pull in pydantic, PyYAML, the Letta SDK or rich, which a caller
+# of open_fanout with its own sources does not need (tests/test_lean_install.py checks it).
 _LAZY: dict[str, str] = {
-    "BatchRunner": "._batch",
-    "BatchSummary": "._batch",
-    "run_batch": "._batch",
-    "load_batch": "._batch_config",
-    "AgentConfig": "._config",
-    "ConfigModel": "._config",
-    "LettaConnection": "._config",
-    "PanelConfig": "._config",
-    "load_config": "._config",
-    "load_panel": "._config",
-    "LettaSource": "._letta",
-    "LettaDirectory": "._letta_directory",
-    "create_letta_directory": "._letta_directory",
-    "run_panel": "._panel",
-    "Report": "._report",
-    "build_report": "._report",
-    "write_report": "._report_render",
+    "BatchPlan": ".batch",
+    "BatchRunner": ".batch",
+    "BatchSummary": ".batch",
+    "PromptItem": ".batch",
+    "RetryPolicy": ".batch",
+    "load_batch": ".batch",
+    "run_batch": ".batch",
+    "AgentConfig": ".config",
+    "ConfigModel": ".config",
+    "LettaConnection": ".config",
+    "PanelConfig": ".config",
+    "load_config": ".config",
+    "load_panel": ".config",
+    "LettaSource": ".letta",
+    "LettaDirectory": ".letta",
+    "create_letta_directory": ".letta",
+    "run_panel": ".cli._panel",
+    "Report": ".report",
+    "build_report": ".report",
+    "write_report": ".report",
+    "ScriptedDirectory": ".testing",
+    "ScriptedSource": ".testing",
 }
 
 

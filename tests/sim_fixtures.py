@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from letta_client import AsyncLetta
 
-from orchestrator._simulator import Simulator
+from orchestrator.testing._simulator import Simulator
 
 __all__ = ["SimServer", "run_simulator", "sim_client", "sim_server", "simulator"]
 

@@ -17,12 +17,12 @@ from orchestrator import (
     Source,
     SourceEvent,
 )
-from orchestrator._batch import BatchRunner, run_batch
-from orchestrator._batch_plan import BatchPlan, PromptItem, RetryPolicy
-from orchestrator._batch_store import ResultStore, read_jsonl, repair_torn_tail
-from orchestrator._events import Event
-from orchestrator._source import ScriptedSource
-from orchestrator._types import JSON
+from orchestrator._core._events import Event
+from orchestrator._core._types import JSON
+from orchestrator.batch._plan import BatchPlan, PromptItem, RetryPolicy
+from orchestrator.batch._runner import BatchRunner, run_batch
+from orchestrator.batch._store import ResultStore, read_jsonl, repair_torn_tail
+from orchestrator.testing import ScriptedSource
 
 AGENTS = ("alpha", "beta", "gamma")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from orchestrator import AgentRef, ScriptedDirectory
-from orchestrator._batch import run_batch
-from orchestrator._batch_plan import BatchPlan, PromptItem
-from orchestrator._cli import app
-from orchestrator._source import ScriptedSource
+from orchestrator.batch._plan import BatchPlan, PromptItem
+from orchestrator.batch._runner import run_batch
+from orchestrator.cli import app
+from orchestrator.testing import ScriptedSource
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import ConfigError
-from orchestrator._batch_config import load_batch
+from orchestrator.batch._config import load_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 

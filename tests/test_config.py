@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator import AgentRef, ConfigError, LettaConnection, PanelConfig, load_panel
-from orchestrator._cli import app
-from orchestrator._config import ConfigModel, load_config, parse_yaml
+from orchestrator.cli import app
+from orchestrator.config._config import ConfigModel, load_config, parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 

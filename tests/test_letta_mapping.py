@@ -25,7 +25,7 @@ from letta_client.types.agents.tool_call_message import ToolCallMessage
 from letta_client.types.tool_return_message import ToolReturnMessage
 
 from orchestrator import SourceEvent
-from orchestrator._letta_mapping import LettaMapper, classify_error
+from orchestrator.letta._mapping import LettaMapper, classify_error
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 RUN = "run-1"

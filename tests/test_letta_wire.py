@@ -16,9 +16,9 @@ import pytest
 from letta_client import AsyncLetta
 
 from orchestrator import SourceEvent
-from orchestrator._letta import LettaSource, create_letta_client
-from orchestrator._letta_mapping import LettaMapper
-from orchestrator._simulator import Simulator
+from orchestrator.letta._mapping import LettaMapper
+from orchestrator.letta._source import LettaSource, create_letta_client
+from orchestrator.testing._simulator import Simulator
 
 from .sim_fixtures import SimServer, sim_client, sim_server, simulator
 
@@ -166,7 +166,7 @@ def test_wire_dicts_and_sdk_objects_map_alike() -> None:
 
 
 async def test_create_letta_client_pool_takes_the_configured_limit() -> None:
-    from orchestrator._config import LettaConnection
+    from orchestrator.config._config import LettaConnection
 
     fields = LettaConnection.model_fields
     if "max_connections" not in fields:

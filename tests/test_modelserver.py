@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.types import Message, Scope
 
-from orchestrator._modelserver import (
+from orchestrator.testing._modelserver import (
     DEFAULT_EMBEDDING_DIM,
     MODEL_PRESETS,
     Directives,

@@ -10,8 +10,8 @@ import anyio
 from rich.console import Console
 
 from orchestrator import AgentRef, ScriptedDirectory
-from orchestrator._panel import PanelView, figures_table, run_panel
-from orchestrator._source import ScriptedSource
+from orchestrator.cli._panel import PanelView, figures_table, run_panel
+from orchestrator.testing import ScriptedSource
 
 
 def console() -> tuple[Console, io.StringIO]:

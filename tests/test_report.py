@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 from orchestrator import AgentRef, ScriptedDirectory
-from orchestrator._batch import run_batch
-from orchestrator._batch_plan import BatchPlan, PromptItem
-from orchestrator._batch_store import read_jsonl
-from orchestrator._report import build_report
-from orchestrator._report_render import render_html, render_markdown, write_report
-from orchestrator._source import ScriptedSource
+from orchestrator.batch._plan import BatchPlan, PromptItem
+from orchestrator.batch._runner import run_batch
+from orchestrator.batch._store import read_jsonl
+from orchestrator.report._build import build_report
+from orchestrator.report._render import render_html, render_markdown, write_report
+from orchestrator.testing import ScriptedSource
 
 HOSTILE = "<script>alert(1)</script> | pipe"
 

@@ -12,9 +12,9 @@ import pytest
 from letta_client import AsyncLetta
 
 from orchestrator import Event, open_fanout
-from orchestrator._letta import LettaSource
-from orchestrator._modelserver import expected_answer, expected_reasoning
-from orchestrator._simulator import Simulator, create_agents
+from orchestrator.letta._source import LettaSource
+from orchestrator.testing._modelserver import expected_answer, expected_reasoning
+from orchestrator.testing._simulator import Simulator, create_agents
 
 from .sim_fixtures import SimServer, run_simulator, sim_client, sim_server, simulator
 

@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from api import ApiSettings, check_bind, is_loopback
+from api._serve import load_factory
 from orchestrator import ConfigError, ScriptedDirectory
-from orchestrator._cli import app
-from orchestrator._serve_cli import load_factory
+from orchestrator.cli import app
 
 from .conftest import serve_live
 

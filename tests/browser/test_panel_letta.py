@@ -12,8 +12,8 @@ import pytest
 from playwright.async_api import Page, expect
 
 from orchestrator import load_panel
-from orchestrator._modelserver import expected_answer
-from orchestrator._stack import StackInfo
+from orchestrator.stack._stack import StackInfo
+from orchestrator.testing._modelserver import expected_answer
 
 from ._panel import WAIT_MS, open_panel, shown_run, wait_finished
 from .conftest import ARTIFACTS, ROOT, Server, start_server, stop_server

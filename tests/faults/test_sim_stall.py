@@ -13,8 +13,8 @@ import pytest
 from letta_client import AsyncLetta
 
 from orchestrator import Event, LettaSource, open_fanout
-from orchestrator._modelserver import expected_answer
-from orchestrator._simulator import SimAgent, Simulator, create_agents
+from orchestrator.testing._modelserver import expected_answer
+from orchestrator.testing._simulator import SimAgent, Simulator, create_agents
 
 from ..sim_fixtures import run_simulator
 

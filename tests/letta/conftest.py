@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from letta_client import AsyncLetta
 
-from orchestrator._modelserver import DEFAULT_MODEL
-from orchestrator._stack import StackInfo, stack_down, stack_status, stack_up
+from orchestrator.stack._stack import StackInfo, stack_down, stack_status, stack_up
+from orchestrator.testing._modelserver import DEFAULT_MODEL
 
 SCRIPTED_MODEL = f"openai-proxy/{DEFAULT_MODEL}"
 """Model handle of the scripted model server inside the Letta server."""

@@ -16,8 +16,8 @@ from letta_client import AsyncLetta
 
 from api import ApiSettings, create_app
 from orchestrator import Event
-from orchestrator._modelserver import expected_answer
-from orchestrator._stack import StackInfo
+from orchestrator.stack._stack import StackInfo
+from orchestrator.testing._modelserver import expected_answer
 from tests.api._server import serve_app
 from tests.letta.conftest import CreateAgent
 

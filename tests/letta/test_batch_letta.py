@@ -19,16 +19,16 @@ import yaml
 from letta_client import AsyncLetta
 from playwright.async_api import Request, async_playwright
 
-from orchestrator._batch_store import read_jsonl
-from orchestrator._modelserver import expected_answer
-from orchestrator._stack import StackInfo
+from orchestrator.batch._store import read_jsonl
+from orchestrator.stack._stack import StackInfo
+from orchestrator.testing._modelserver import expected_answer
 from tests._chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.letta.conftest import CreateAgent
 
 pytestmark = [pytest.mark.letta, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from orchestrator._cli import main; main()"]
+CLI = [sys.executable, "-c", "from orchestrator.cli import main; main()"]
 
 PERSONAS = {
     "Alpha": "Alpha. You answer first and briefly.",

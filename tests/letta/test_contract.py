@@ -27,9 +27,9 @@ from httpx_sse import aconnect_sse
 from letta_client import AsyncLetta
 
 from orchestrator import open_fanout
-from orchestrator._letta import LettaSource
-from orchestrator._simulator import SimAgent, Simulator
-from orchestrator._stack import StackInfo
+from orchestrator.letta._source import LettaSource
+from orchestrator.stack._stack import StackInfo
+from orchestrator.testing._simulator import SimAgent, Simulator
 
 from ..sim_fixtures import SimServer, run_simulator
 from .conftest import CreateAgent

@@ -23,8 +23,8 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 from api import ApiSettings, create_app
 from orchestrator import Event
-from orchestrator._modelserver import expected_answer
-from orchestrator._stack import StackInfo, ensure_stack, stack_status, stack_up
+from orchestrator.stack._stack import StackInfo, ensure_stack, stack_status, stack_up
+from orchestrator.testing._modelserver import expected_answer
 from tests.api._server import serve_app
 from tests.letta.conftest import CreateAgent
 

@@ -19,9 +19,9 @@ from orchestrator import (
     collect,
     load_panel,
 )
-from orchestrator._cli import app
-from orchestrator._modelserver import expected_answer
-from orchestrator._stack import StackInfo
+from orchestrator.cli import app
+from orchestrator.stack._stack import StackInfo
+from orchestrator.testing._modelserver import expected_answer
 from tests.letta.conftest import EMBEDDING, SCRIPTED_MODEL, CreateAgent
 
 PANEL = """\

@@ -11,7 +11,7 @@ import pytest
 from letta_client import AsyncLetta
 
 from orchestrator import Event, LettaSource, Source, SourceEvent, open_fanout
-from orchestrator._modelserver import expected_answer, strip_directives
+from orchestrator.testing._modelserver import expected_answer, strip_directives
 from tests.letta.conftest import CreateAgent
 
 pytestmark = pytest.mark.letta

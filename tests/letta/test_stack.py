@@ -6,8 +6,8 @@ import httpx
 import pytest
 from letta_client import AsyncLetta
 
-from orchestrator._modelserver import expected_answer, expected_reasoning
-from orchestrator._stack import StackInfo
+from orchestrator.stack._stack import StackInfo
+from orchestrator.testing._modelserver import expected_answer, expected_reasoning
 
 from .conftest import SCRIPTED_MODEL, CreateAgent
 

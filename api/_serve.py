@@ -1,0 +1,114 @@
+"""``orchestrator serve``: run the HTTP API with uvicorn.
+
+The command lives with the app it serves. The ``orchestrator`` command finds it through the
+``orchestrator.cli`` entry-point group (``register``), so the library never imports ``api``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator import AgentDirectory, ConfigError
+
+__all__ = ["load_factory", "register", "serve"]
+
+
+def load_factory(spec: str) -> AgentDirectory:
+    """Call the factory named ``module:function`` and return the directory it builds.
+
+    Raises :class:`ConfigError` when the name does not resolve or the result is no
+    :class:`AgentDirectory`.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"--scripted must look like 'module:function', got {spec!r}")
+    try:
+        factory: Any = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--scripted {spec!r}: {exc}") from None
+    directory = factory()
+    if not isinstance(directory, AgentDirectory):
+        raise ConfigError(f"--scripted {spec!r} returned {type(directory).__name__}, no directory")
+    return directory
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option(envvar="ORCHESTRATOR_HOST", help="Bind address (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="ORCHESTRATOR_PORT", help="Port.")] = 8080,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ORCHESTRATOR_API_KEY",
+            help="Require 'Authorization: Bearer <key>'. Needed to bind a non-loopback address.",
+        ),
+    ] = None,
+    letta_base_url: Annotated[
+        str | None, typer.Option(envvar="LETTA_BASE_URL", help="The Letta server.")
+    ] = None,
+    letta_token: Annotated[
+        str | None, typer.Option(envvar="LETTA_API_KEY", help="Token for the Letta server.")
+    ] = None,
+    letta_max_connections: Annotated[
+        int,
+        typer.Option(
+            envvar="LETTA_MAX_CONNECTIONS",
+            help="Connections to the Letta server at once: one per streaming agent of every "
+            "running fan-out.",
+        ),
+    ] = 100,
+    scripted: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ORCHESTRATOR_SCRIPTED",
+            help="Testing/demo: serve scripted agents from a 'module:function' directory factory "
+            "instead of a Letta server.",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="Allow this origin (CORS); repeatable. Off by default.")
+    ] = None,
+    max_agents: Annotated[int, typer.Option(help="Agents per fan-out.")] = 16,
+    max_active: Annotated[int, typer.Option(help="Fan-outs running at once (then 429).")] = 32,
+    retention_s: Annotated[
+        float, typer.Option(help="Seconds a finished fan-out stays resumable.")
+    ] = 600.0,
+    ping_s: Annotated[float, typer.Option(help="SSE keep-alive interval.")] = 15.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API (SSE, WebSocket, REST control, the panel page)."""
+    import uvicorn
+
+    from ._app import create_app
+    from ._settings import ApiSettings, check_bind
+
+    try:
+        settings = ApiSettings(
+            api_key=api_key,
+            cors_origins=tuple(cors_origin or ()),
+            letta_base_url=letta_base_url,
+            letta_token=letta_token,
+            letta_max_connections=letta_max_connections,
+            max_agents=max_agents,
+            max_active_fanouts=max_active,
+            retention_s=retention_s,
+            ping_s=ping_s,
+        )
+        check_bind(host, settings)
+        directory = load_factory(scripted) if scripted else None
+        if directory is None and not letta_base_url:
+            raise ConfigError("set --letta-base-url (LETTA_BASE_URL) or --scripted module:function")
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    app = create_app(settings, directory)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the ``orchestrator`` command (the ``orchestrator.cli`` entry point)."""
+    app.command("serve")(serve)

@@ -1,0 +1,15 @@
+"""Fan-outs running in the background, each with a bounded, retained event log.
+
+The HTTP API and any other long-lived server use this layer: a reader can attach, leave and
+resume (by index) while the fan-out goes on. Builds on ``_core`` only.
+"""
+
+from __future__ import annotations
+
+from ._hub import EventObserver as EventObserver
+from ._hub import FanOutHub as FanOutHub
+from ._hub import HubFanOut as HubFanOut
+from ._hub import OnDisconnect as OnDisconnect
+from ._hub import open_hub as open_hub
+from ._log import EventLog as EventLog
+from ._log import LogSubscription as LogSubscription

@@ -1,0 +1,296 @@
+"""``LettaSource``: one Letta agent as a :class:`~orchestrator.Source`.
+
+``letta_client.AsyncLetta`` sends the request (``agents.messages.with_streaming_response
+.create(..., streaming=True, stream_tokens=True)``: the client's base URL, auth, headers,
+timeouts, connection pool and error classes); the SSE body is read with httpx-sse and its JSON
+mapped by :class:`LettaMapper`, because the SDK's own iterator builds and validates a pydantic
+object per token, which was most of the client's CPU per event. Failures to connect
+before anything was streamed are retried with jittered exponential backoff (tenacity);
+nothing is retried once the server accepted the request, so an answer is never sent twice.
+
+``cancel()`` closes the HTTP stream and cancels the run on the server
+(``agents.messages.cancel``), shielded and with a short timeout: a Letta server keeps
+running an agent after its streaming client goes away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import weakref
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+import letta_client
+from httpx_sse import EventSource
+from letta_client import AsyncLetta, DefaultAsyncHttpxClient
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from .._core._events import SourceEvent
+from .._core._exceptions import ConfigError, SourceError
+from ..config._config import LettaConnection
+from ._mapping import LettaMapper
+
+__all__ = ["LettaSource", "connect_retrying", "create_letta_client", "default_base_url"]
+
+logger = logging.getLogger("orchestrator.letta")
+
+
+#: Where the local stack (``orchestrator stack up``) serves Letta unless told otherwise. The
+#: stack reads the same variable; the library never imports the stack to learn it.
+LOCAL_LETTA_PORT = 8283
+
+
+def default_base_url() -> str:
+    """``$LETTA_BASE_URL``, else the URL of the project's local stack on this machine."""
+    env = os.environ.get("LETTA_BASE_URL")
+    if env:
+        return env
+    port = os.environ.get("LETTA_FANOUT_LETTA_PORT") or LOCAL_LETTA_PORT
+    return f"http://127.0.0.1:{port}"
+
+
+def create_letta_client(connection: LettaConnection | None = None) -> AsyncLetta:
+    """One ``AsyncLetta`` for a whole fan-out (its connection pool serves every agent).
+
+    The pool holds ``connection.max_connections`` connections (one per concurrent stream).
+    The SDK's own retries are off: :class:`LettaSource` retries only what is safe to retry.
+    Close it with ``await client.close()``.
+    """
+    connection = connection or LettaConnection()
+    timeout = httpx.Timeout(connection.timeout_s, connect=connection.connect_timeout_s)
+    # Every stream holds a connection for its whole answer, so keep-alive follows the limit.
+    limits = httpx.Limits(
+        max_connections=connection.max_connections,
+        max_keepalive_connections=connection.max_connections,
+    )
+    return AsyncLetta(
+        base_url=connection.base_url or default_base_url(),
+        api_key=connection.token(),
+        timeout=timeout,
+        max_retries=0,
+        http_client=DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
+    )
+
+
+# One retry-less copy per caller's client, shared by all its sources: a fresh copy per
+# source would re-run the SDK's platform detection (a worker-thread hop) on its first
+# request, which was most of the client's CPU when 1000 sources started at once.
+_RETRYLESS: weakref.WeakKeyDictionary[AsyncLetta, AsyncLetta] = weakref.WeakKeyDictionary()
+
+
+def _without_retries(client: AsyncLetta) -> AsyncLetta:
+    # The SDK would retry on its own (also 409/429/5xx after the run started): ours only.
+    if client.max_retries == 0:
+        return client
+    copy = _RETRYLESS.get(client)
+    if copy is None:
+        copy = _RETRYLESS[client] = client.with_options(max_retries=0)
+    return copy
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    # Safe to retry only when the request cannot have reached the server: the connection
+    # itself failed. A read timeout may mean the server is already running the agent.
+    if isinstance(exc, letta_client.APITimeoutError):
+        return isinstance(exc.__cause__, httpx.ConnectTimeout)
+    return isinstance(exc, letta_client.APIConnectionError)
+
+
+def connect_retrying(retries: int, initial_s: float, max_s: float) -> AsyncRetrying:
+    """Tenacity's loop for requests that are safe to repeat after a connection failure.
+
+    ``retries`` more attempts after the first, waits doubling from ``initial_s`` up to
+    ``max_s`` with jitter (so agents that failed together do not retry in lockstep).
+    """
+    return AsyncRetrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_exponential_jitter(multiplier=initial_s, max=max_s, jitter=initial_s),
+        retry=retry_if_exception(_is_connect_failure),
+        sleep=anyio.sleep,
+        reraise=True,
+    )
+
+
+class LettaSource:
+    """A Letta agent as a source: streams its answer, cancels its run on the server.
+
+    ``client`` is shared by every source of a fan-out (one connection pool). Connection
+    failures before the stream starts are retried up to ``connect_retries`` times with
+    jittered exponential backoff (``retry_initial_s`` doubling up to ``retry_max_s``); after
+    that the agent ends with ``agent_error`` ``unavailable`` (retryable). ``cancel()`` waits
+    at most ``cancel_timeout_s`` for the server. Raises :class:`ConfigError` for bad options.
+    """
+
+    def __init__(
+        self,
+        client: AsyncLetta,
+        agent_id: str,
+        *,
+        label: str | None = None,
+        stream_tokens: bool = True,
+        connect_retries: int = 3,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 2.0,
+        cancel_timeout_s: float = 2.0,
+    ) -> None:
+        if not agent_id:
+            raise ConfigError("LettaSource needs a non-empty agent_id")
+        if connect_retries < 0 or retry_initial_s < 0 or retry_max_s < 0:
+            raise ConfigError("LettaSource: retry settings must be >= 0")
+        if cancel_timeout_s <= 0:
+            raise ConfigError("LettaSource: cancel_timeout_s must be > 0")
+        self._client = client
+        self._requests = _without_retries(client)
+        self._agent_id = agent_id
+        self._label = label or agent_id
+        self.stream_tokens = stream_tokens
+        self.connect_retries = connect_retries
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.cancel_timeout_s = cancel_timeout_s
+        self._response: httpx.Response | None = None
+        self._mapper: LettaMapper | None = None
+        self._requested = False
+        self._run_pending = False
+        self.attempts = 0
+        self.run_ids: list[str] = []
+        self.cancelled_runs: list[str | None] = []
+
+    @property
+    def agent_id(self) -> str:
+        return self._agent_id
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    @property
+    def run_id(self) -> str | None:
+        """The run of the current (or last) stream, once the server announced it."""
+        return self._mapper.run_id if self._mapper is not None else None
+
+    async def stream(self, message: str) -> AsyncIterator[SourceEvent]:
+        """Send ``message`` to the agent and stream its answer as source events."""
+        mapper = self._mapper = LettaMapper()
+        self._requested = False
+        response: httpx.Response | None = None
+        try:
+            try:
+                response = self._response = await self._open(message)
+            except Exception as exc:
+                # Refused or unreachable: no run exists that cancel() would have to stop.
+                if isinstance(exc, letta_client.APIStatusError) or _is_connect_failure(exc):
+                    self._requested = False
+                for sev in mapper.fail(exc, agent_id=self._agent_id):
+                    yield sev
+                return
+            feed = mapper.feed
+            loads = json.loads
+            try:
+                # The SDK would build a pydantic object per frame (about half the client's
+                # CPU per token, see bench/README.md): parse the SSE frames ourselves and map
+                # the JSON, with the SDK's rules: ``[DONE]`` ends the stream, ``event: error``
+                # fails it, frames with any other event name are skipped.
+                async for sse in EventSource(response).aiter_sse():
+                    data = sse.data
+                    if data.startswith("[DONE]"):
+                        break
+                    event = sse.event
+                    if event == "message":
+                        events = feed(loads(data))
+                        if self._run_pending and mapper.run_id is not None:
+                            self._run_pending = False
+                            self.run_ids.append(mapper.run_id)
+                        for sev in events:
+                            yield sev
+                    elif event == "error":
+                        for sev in mapper.error_frame(data):
+                            yield sev
+                        return
+            except Exception as exc:
+                for sev in mapper.fail(exc, agent_id=self._agent_id):
+                    yield sev
+                return
+            for sev in mapper.finish():
+                yield sev
+        finally:
+            self._response = None
+            if response is not None:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+
+    async def _open(self, message: str) -> httpx.Response:
+        retrying = connect_retrying(self.connect_retries, self.retry_initial_s, self.retry_max_s)
+        async for attempt in retrying:
+            with attempt:
+                self.attempts += 1
+                self._requested = True
+                self._run_pending = True
+                # The SDK builds and sends the request (base URL, auth, headers, timeouts, its
+                # connection pool) and raises its usual errors for a refused request; the
+                # body is left unread for us.
+                request = self._requests.agents.messages.with_streaming_response.create(
+                    agent_id=self._agent_id,
+                    messages=[{"role": "user", "content": message}],
+                    streaming=True,
+                    stream_tokens=self.stream_tokens,
+                )
+                # Entering the manager only sends the request; what its exit would do
+                # (close the response) stream() and cancel() do on the response itself.
+                api_response = await request.__aenter__()
+                response = api_response.http_response
+                content_type = response.headers.get("content-type", "")
+                if not content_type.startswith("text/event-stream"):
+                    await response.aclose()
+                    raise SourceError(
+                        f"the Letta server answered {content_type or 'no content type'}, "
+                        "not an event stream",
+                        code="protocol_error",
+                        retryable=False,
+                    )
+                return response
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def cancel(self) -> None:
+        """Close the HTTP stream and cancel the run on the server (shielded, time-boxed).
+
+        Does nothing when no request was sent or the server already ended the run. When the
+        run id is not known yet (the request is in flight), every active run of the agent is
+        cancelled: the server has no other handle on it.
+        """
+        with anyio.CancelScope(shield=True):
+            response = self._response
+            if response is not None:
+                await response.aclose()
+            mapper = self._mapper
+            if not self._requested or mapper is None or mapper.ended:
+                return
+            self._requested = False
+            run_id = mapper.run_id
+            self.cancelled_runs.append(run_id)
+            with anyio.move_on_after(self.cancel_timeout_s) as scope:
+                try:
+                    if run_id is not None:
+                        await self._requests.agents.messages.cancel(
+                            agent_id=self._agent_id,
+                            run_ids=[run_id],
+                            timeout=self.cancel_timeout_s,
+                        )
+                    else:
+                        await self._requests.agents.messages.cancel(
+                            agent_id=self._agent_id, timeout=self.cancel_timeout_s
+                        )
+                except (letta_client.LettaError, httpx.HTTPError) as exc:
+                    logger.warning(
+                        "cancelling run %s of agent %s failed: %s", run_id, self._agent_id, exc
+                    )
+            if scope.cancelled_caught:
+                logger.warning("cancelling run %s of agent %s timed out", run_id, self._agent_id)
