@@ -16,7 +16,7 @@ from orchestrator import Event, LettaSource, open_fanout
 from orchestrator.testing._modelserver import expected_answer
 from orchestrator.testing._simulator import SimAgent, Simulator, create_agents
 
-from ..sim_fixtures import run_simulator
+from tests.testing._sim_fixtures import run_simulator
 
 pytestmark = pytest.mark.anyio
 

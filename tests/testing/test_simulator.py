@@ -16,7 +16,7 @@ from orchestrator.letta._source import LettaSource
 from orchestrator.testing._modelserver import expected_answer, expected_reasoning
 from orchestrator.testing._simulator import Simulator, create_agents
 
-from .sim_fixtures import SimServer, run_simulator, sim_client, sim_server, simulator
+from ._sim_fixtures import SimServer, run_simulator, sim_client, sim_server, simulator
 
 __all__ = ["sim_client", "sim_server", "simulator"]  # fixtures used by the tests below
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from orchestrator import ConfigError, PanelConfig, load_batch, load_config, load_panel
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 _fuzz = settings(
     max_examples=150,

@@ -11,7 +11,7 @@ from orchestrator import AgentRef, ConfigError, LettaConnection, PanelConfig, lo
 from orchestrator.cli import app
 from orchestrator.config._config import ConfigModel, load_config, parse_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:

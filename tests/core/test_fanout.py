@@ -25,7 +25,7 @@ from orchestrator import (
     open_fanout,
 )
 
-from ._core_helpers import (
+from ._helpers import (
     assert_sources_released,
     assert_stream_invariants,
     joined_text,

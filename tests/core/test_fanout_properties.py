@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from orchestrator import ScriptedSource, open_fanout
 
-from ._core_helpers import (
+from ._helpers import (
     assert_sources_released,
     assert_stream_invariants,
     joined_text,

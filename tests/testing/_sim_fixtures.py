@@ -2,7 +2,7 @@
 
 Use the fixtures by importing them into a test module or a conftest::
 
-    from tests.sim_fixtures import simulator, sim_server  # noqa: F401
+    from tests.testing._sim_fixtures import simulator, sim_server  # noqa: F401
 
 ``run_simulator(sim)`` is the context manager behind them, for tests that need their own
 agents or settings.

@@ -10,7 +10,7 @@ import pytest
 from orchestrator import ConfigError
 from orchestrator.batch._config import load_batch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 AGENTS = """\
 agents:

@@ -23,8 +23,8 @@ from websockets.exceptions import ConnectionClosedError
 
 from api._models import CancelFrame, StartFrame
 
-from .api.conftest import Live, serve_live
-from .api.scripted import WORDS
+from .conftest import Live, serve_live
+from .scripted import WORDS
 
 #: The fan-out client A runs, and the text each agent must deliver.
 AGENTS = {"alpha": "Hello, world.", "paced-1": "".join(WORDS), "paced-2": "".join(WORDS)}

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from api import ApiSettings, create_app
 from orchestrator import ScriptedDirectory, ScriptedSource
 
-from .api.conftest import open_api
+from .conftest import open_api
 
 #: Per operation and generation mode; the whole file runs in well under a minute.
 MAX_EXAMPLES = 25
