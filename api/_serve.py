@@ -40,6 +40,13 @@ def serve(
         str, typer.Option(envvar="ORCHESTRATOR_HOST", help="Bind address (loopback by default).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="ORCHESTRATOR_PORT", help="Port.")] = 8080,
+    fd: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve on this already-listening socket (socket activation, tests) instead "
+            "of binding --host/--port; --host is still checked as the bind address."
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -106,7 +113,10 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     app = create_app(settings, directory)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
+    if fd is not None:
+        uvicorn.run(app, fd=fd, log_level=log_level, lifespan="on")
+    else:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
 
 
 def register(app: typer.Typer) -> None:

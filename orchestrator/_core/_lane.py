@@ -17,7 +17,7 @@ from ._waiter import Waiter
 class Lane:
     """Per-agent state: a bounded FIFO of source events (with arrival times) plus accounting.
 
-    The producer side (``Lane.offer`` via the fan-out) appends; the merger pops. The lane
+    The producer side (the fan-out's producer task) appends; the merger pops. The lane
     itself never awaits: waiting is the fan-out's job, with ``space`` as the producer's
     wake-up event while the buffer is full.
     """

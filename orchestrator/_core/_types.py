@@ -20,7 +20,7 @@ EventType: TypeAlias = Literal[
     "fanout_done",
 ]
 
-#: What an agent's buffer does when it is full (see DESIGN.md, "Backpressure per agent").
+#: What an agent's buffer does when it is full (README, "The Python API"; docs/architecture.md).
 Overflow: TypeAlias = Literal["coalesce", "block"]
 
 #: Why an agent was cancelled.

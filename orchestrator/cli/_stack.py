@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,8 +26,25 @@ __all__ = ["stack_app"]
 
 stack_app = typer.Typer(
     no_args_is_help=True,
-    help="Run a local Letta server (letta 0.16.8 + PostgreSQL + the scripted model) under .letta/.",
+    help="Run a local Letta server (letta 0.16.8 + PostgreSQL + the scripted model) in ./.letta "
+    "(or --home).",
 )
+
+
+@stack_app.callback()
+def _home(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            envvar="LETTA_FANOUT_STACK_DIR",
+            help="The stack's folder (server venv, PostgreSQL data, logs) [default: ./.letta]",
+        ),
+    ] = None,
+) -> None:
+    # Every StackConfig of this process (and of the servers it starts) reads the variable.
+    if home is not None:
+        os.environ["LETTA_FANOUT_STACK_DIR"] = str(home.resolve())
 
 
 def _config(

@@ -13,8 +13,8 @@ from httpx_sse import aconnect_sse
 
 from api import ApiSettings, create_app
 from orchestrator import Event, ScriptedDirectory
+from tests._servers import serve_app
 
-from ._server import serve_app
 from .scripted import directory as scripted_directory
 
 

@@ -8,11 +8,7 @@ events as an uninterrupted run.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,60 +18,30 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
+from tests._servers import spawn_server
+
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = ["paced-1", "paced-2", "paced-3"]
 SSE = {"Accept": "text/event-stream"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "SCRIPTED_DELAY_S": "0.004", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
+    running = spawn_server(
         [
             str(Path(sys.executable).parent / "orchestrator"),
             "serve",
-            "--port",
-            str(port),
             "--scripted",
             "tests.api.scripted:directory",
             "--log-level",
             "warning",
         ],
-        cwd=ROOT,
-        env=env,
+        env={"SCRIPTED_DELAY_S": "0.004"},
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base, proc)
-        yield base
+        yield running.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "orchestrator serve exited"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling a real condition (the port answers), with a deadline
-    raise AssertionError("orchestrator serve did not become healthy")
+        running.stop()
 
 
 def request(on_disconnect: str = "continue") -> dict[str, Any]:

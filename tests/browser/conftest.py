@@ -8,11 +8,7 @@ Every test leaves a screenshot in ``tests/artifacts/`` (git-ignored), also when 
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +20,7 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Dialog, Error, Page, async_playwright
 
 from tests._chromium import CHROMIUM, CHROMIUM_ARGS
+from tests._servers import SpawnedServer, spawn_server
 
 # The Letta stack's fixture, and its hook that brings a cold stack up once after collection
 # (outside any per-test timeout), also when only tests/browser is collected.
@@ -43,13 +40,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-@dataclass
-class Server:
-    """A running uvicorn subprocess; ``url`` is its base URL."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
+class Server(SpawnedServer):
+    """The scripted API server of the browser tests."""
 
     async def post(self, path: str) -> httpx.Response:
         """A POST to the server (for the test-only switches)."""
@@ -57,52 +49,17 @@ class Server:
             return await client.post(path)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start_server(
     argv: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None
 ) -> Server:
-    """Run ``argv + [--host, --port]`` (a uvicorn server) and wait until ``/healthz`` answers."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*argv, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            cwd=cwd,
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return Server(url, process, log)
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"server did not answer within 60 s: {log.read_text()}")
-        time.sleep(0.1)  # polling a real condition (the port answering), with a deadline
+    """Run ``argv`` (a uvicorn server) on a bound socket; wait until ``/healthz`` answers."""
+    spawned = spawn_server([*argv, "--log-level", "warning"], cwd=cwd, env=env, log=log)
+    return Server(spawned.url, spawned.process, spawned.log)
 
 
-def stop_server(server: Server) -> None:
+def stop_server(server: SpawnedServer) -> None:
     """Stop the uvicorn subprocess (and wait for it)."""
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    server.stop()
 
 
 @pytest.fixture(scope="session")

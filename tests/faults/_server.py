@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +23,8 @@ from fastapi import FastAPI
 
 from api import ApiSettings, create_app
 from orchestrator import Event, FanOutHub, ScriptedDirectory
+from tests._servers import bind_loopback
+from tests._wait import wait_until_sync
 
 T = TypeVar("T")
 
@@ -91,14 +91,6 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    """Poll a real condition until it holds; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)  # polling a real condition with a deadline; nothing to wait on
-
-
 @contextmanager
 def serve_in_thread(
     directory: ScriptedDirectory,
@@ -115,11 +107,7 @@ def serve_in_thread(
     log capture from holding a record per request (it would look like a leak in a soak).
     """
     app = create_app(settings, directory)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if sndbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_loopback(sndbuf=sndbuf)
     port = sock.getsockname()[1]
     # log_config=None: uvicorn's loggers propagate to the root logger, so pytest's caplog
     # sees a traceback the server would log.
@@ -148,7 +136,9 @@ def serve_in_thread(
     thread = threading.Thread(target=run, name="fault-server", daemon=True)
     thread.start()
     try:
-        wait_until(lambda: server.started or bool(failures) or not thread.is_alive(), "uvicorn")
+        wait_until_sync(
+            lambda: server.started or bool(failures) or not thread.is_alive(), "uvicorn"
+        )
         assert not failures, f"the server failed to start: {failures!r}"
         assert server.started
         probe = ServerProbe(app, f"http://127.0.0.1:{port}", port, directory, loops[0])

@@ -22,8 +22,9 @@ from httpx_sse import aconnect_sse
 
 from api import ApiSettings
 from orchestrator import Event, ScriptedDirectory, ScriptedSource
+from tests._wait import wait_until_sync
 
-from ._server import ServerProbe, rss_mb, serve_in_thread, wait_until
+from ._server import ServerProbe, rss_mb, serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -92,13 +93,13 @@ def _check_round(probe: ServerProbe, r: int, fanout_ids: dict[str, str]) -> None
 
 
 def _settle(probe: ServerProbe, baseline_tasks: int) -> None:
-    wait_until(lambda: probe.active_fanouts() == 0, "every fan-out to end")
-    wait_until(
+    wait_until_sync(lambda: probe.active_fanouts() == 0, "every fan-out to end")
+    wait_until_sync(
         lambda: probe.tasks() == baseline_tasks,
         f"the server's tasks to return to {baseline_tasks}",
     )
     # Finished fan-outs are retained for retention_s: wait until the reaper forgot them.
-    wait_until(lambda: not probe.call(lambda: probe.hub.recent(1000)), "the hub to reap")
+    wait_until_sync(lambda: not probe.call(lambda: probe.hub.recent(1000)), "the hub to reap")
 
 
 async def test_hundred_clients_dropping_at_random_leave_nothing_behind() -> None:

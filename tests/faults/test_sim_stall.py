@@ -15,7 +15,6 @@ from letta_client import AsyncLetta
 from orchestrator import Event, LettaSource, open_fanout
 from orchestrator.testing._modelserver import expected_answer
 from orchestrator.testing._simulator import SimAgent, Simulator, create_agents
-
 from tests.testing._sim_fixtures import run_simulator
 
 pytestmark = pytest.mark.anyio

@@ -24,8 +24,9 @@ import pytest
 
 from api import ApiSettings
 from orchestrator import ScriptedDirectory, ScriptedSource
+from tests._wait import wait_until_sync
 
-from ._server import ServerProbe, rss_mb, serve_in_thread, tracebacks, wait_until
+from ._server import ServerProbe, rss_mb, serve_in_thread, tracebacks
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +79,7 @@ def _new_fanout(probe: ServerProbe) -> str:
     def running() -> list[str]:
         return probe.call(lambda: [f.fanout_id for f in probe.hub.recent() if f.running])
 
-    wait_until(lambda: bool(running()), "the fan-out to start")
+    wait_until_sync(lambda: bool(running()), "the fan-out to start")
     (fanout_id,) = running()
     return fanout_id
 
@@ -113,7 +114,7 @@ def test_a_stalled_reader_pauses_the_sources_and_memory_stays_bounded() -> None:
                 paused = all(a.get("paused") for a in summary["agents"].values())
                 return full and paused and _produced(probe) == before
 
-            wait_until(settled, "the stalled reader to pause every source")
+            wait_until_sync(settled, "the stalled reader to pause every source")
             produced = _produced(probe)
             summary = _summary(probe, fanout_id)
             assert all(n < LONG / 10 for n in produced), produced
@@ -122,7 +123,7 @@ def test_a_stalled_reader_pauses_the_sources_and_memory_stays_bounded() -> None:
             grown = rss_mb() - rss_before
             print(f"\nstalled reader: produced {produced}, RSS +{grown:.1f} MB")
             assert grown < 40, f"RSS grew by {grown:.1f} MB while the reader was stalled"
-        wait_until(lambda: fanout_id in probe.done, "the fan-out to end after the drop")
+        wait_until_sync(lambda: fanout_id in probe.done, "the fan-out to end after the drop")
         counts = probe.done[fanout_id].data["counts"]
         assert counts == {"done": 0, "error": 0, "cancelled": 3}
         assert all(s.cancel_calls == 1 and s.closed for s in probe.directory.created)
@@ -139,14 +140,16 @@ def test_the_send_timeout_ends_a_stalled_reader_cleanly(
         with stalled_client(probe.port, {"on_disconnect": on_disconnect}) as sock:
             fanout_id = _new_fanout(probe)
             # The client never reads again; only the send timeout can end the response.
-            wait_until(lambda: fanout_id in probe.done, "the send timeout to end the response")
+            wait_until_sync(lambda: fanout_id in probe.done, "the send timeout to end the response")
             sock.settimeout(30)
             rest = b""
             while chunk := sock.recv(65536):  # the server closed the connection
                 rest += chunk
             assert b"fanout_done" not in rest
-        wait_until(lambda: probe.active_fanouts() == 0, "the fan-out to end")
-        wait_until(lambda: probe.task_names() == baseline, f"the server's tasks back to {baseline}")
+        wait_until_sync(lambda: probe.active_fanouts() == 0, "the fan-out to end")
+        wait_until_sync(
+            lambda: probe.task_names() == baseline, f"the server's tasks back to {baseline}"
+        )
         done = probe.done[fanout_id].data
         if on_disconnect == "cancel":
             assert done["counts"] == {"done": 0, "error": 0, "cancelled": 3}

@@ -30,8 +30,9 @@ from httpx_sse import aconnect_sse
 
 from api import ApiSettings
 from orchestrator import Event, ScriptedDirectory, ScriptedSource
+from tests._wait import wait_until_sync
 
-from ._server import ServerProbe, rss_mb, serve_in_thread, wait_until
+from ._server import ServerProbe, rss_mb, serve_in_thread
 
 SECONDS = float(os.environ.get("SOAK_SECONDS") or (120 if os.environ.get("CI") else 20))
 SAMPLE_S = float(os.environ.get("SOAK_SAMPLE_S") or 2.0)
@@ -122,7 +123,7 @@ class _Soak:
         # finished fan-outs are forgotten after retention_s. Sample only then, so every
         # sample describes the same state.
         probe = self.probe
-        wait_until(lambda: not probe.call(lambda: probe.hub.recent(1000)), "the hub to reap")
+        wait_until_sync(lambda: not probe.call(lambda: probe.hub.recent(1000)), "the hub to reap")
         deadline = time.monotonic() + 10
         while (names := probe.task_names()) != self.baseline:
             if time.monotonic() > deadline:
@@ -149,7 +150,9 @@ async def test_fanouts_back_to_back_keep_rss_and_tasks_flat() -> None:
         elapsed = time.monotonic() - t0
         tracemalloc.stop()
         await anyio.to_thread.run_sync(
-            lambda: wait_until(lambda: probe.task_names() == baseline, "tasks back to baseline")
+            lambda: wait_until_sync(
+                lambda: probe.task_names() == baseline, "tasks back to baseline"
+            )
         )
 
     per_min = soak.fanouts / elapsed * 60

@@ -18,7 +18,8 @@ from api import ApiSettings, create_app
 from orchestrator import Event
 from orchestrator.stack._stack import StackInfo
 from orchestrator.testing._modelserver import expected_answer
-from tests.api._server import serve_app
+from tests._servers import serve_app
+from tests._wait import wait_until
 from tests.letta.conftest import CreateAgent
 
 pytestmark = [pytest.mark.letta, pytest.mark.slow]
@@ -27,11 +28,16 @@ PERSONAS = ("A terse critic.", "A cheerful poet.")
 
 
 async def wait_run_cancelled(client: AsyncLetta, run_id: str, timeout_s: float = 20.0) -> str:
-    with anyio.fail_after(timeout_s):
-        while (status := (await client.runs.retrieve(run_id)).status) != "cancelled":
-            assert status in ("created", "running"), status
-            await anyio.sleep(0.2)  # the server records the cancellation asynchronously
-    return status
+    async def cancelled() -> bool:
+        status = (await client.runs.retrieve(run_id)).status
+        assert status in ("created", "running", "cancelled"), status
+        return status == "cancelled"
+
+    # The server records the cancellation asynchronously.
+    await wait_until(
+        cancelled, f"run {run_id} to be cancelled", timeout_s=timeout_s, interval_s=0.2
+    )
+    return "cancelled"
 
 
 async def test_dropping_the_stream_cancels_the_runs_on_the_letta_server(

@@ -30,8 +30,8 @@ from orchestrator import open_fanout
 from orchestrator.letta._source import LettaSource
 from orchestrator.stack._stack import StackInfo
 from orchestrator.testing._simulator import SimAgent, Simulator
-
 from tests.testing._sim_fixtures import SimServer, run_simulator
+
 from .conftest import CreateAgent
 
 pytestmark = [pytest.mark.letta, pytest.mark.anyio]

@@ -25,7 +25,7 @@ from api import ApiSettings, create_app
 from orchestrator import Event
 from orchestrator.stack._stack import StackInfo, ensure_stack, stack_status, stack_up
 from orchestrator.testing._modelserver import expected_answer
-from tests.api._server import serve_app
+from tests._servers import serve_app
 from tests.letta.conftest import CreateAgent
 
 pytestmark = [pytest.mark.letta, pytest.mark.slow]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 
-import anyio
 import pytest
 from letta_client import AsyncLetta
 
 from orchestrator import Event, LettaSource, Source, SourceEvent, open_fanout
 from orchestrator.testing._modelserver import expected_answer, strip_directives
+from tests._wait import wait_until
 from tests.letta.conftest import CreateAgent
 
 pytestmark = pytest.mark.letta
@@ -82,14 +82,17 @@ def run_ids(events: Sequence[Event]) -> dict[str, str]:
 
 async def wait_run_status(client: AsyncLetta, run_id: str, wanted: str, within_s: float) -> str:
     """Poll the run until it has status ``wanted``; return the last status seen."""
-    deadline = time.monotonic() + within_s
-    status = ""
-    while True:
-        run = await client.runs.retrieve(run_id)
-        status = str(run.status)
-        if status == wanted or time.monotonic() > deadline:
-            return status
-        await anyio.sleep(0.1)
+    seen: list[str] = []
+
+    async def reached() -> bool:
+        seen.append(str((await client.runs.retrieve(run_id)).status))
+        return seen[-1] == wanted
+
+    with contextlib.suppress(AssertionError):
+        await wait_until(
+            reached, f"run {run_id} to be {wanted}", timeout_s=within_s, interval_s=0.1
+        )
+    return seen[-1]
 
 
 async def make_agents(scripted_agent: CreateAgent, n: int = 3, **kw: str) -> list[str]:

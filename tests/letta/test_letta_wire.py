@@ -19,7 +19,6 @@ from orchestrator import SourceEvent
 from orchestrator.letta._mapping import LettaMapper
 from orchestrator.letta._source import LettaSource, create_letta_client
 from orchestrator.testing._simulator import Simulator
-
 from tests.testing._sim_fixtures import SimServer, sim_client, sim_server, simulator
 
 __all__ = ["sim_client", "sim_server", "simulator"]  # fixtures used by the tests below

@@ -8,7 +8,6 @@ from letta_client import AsyncLetta
 
 from orchestrator.stack._stack import StackInfo
 from orchestrator.testing._modelserver import expected_answer, expected_reasoning
-
 from tests.letta.conftest import SCRIPTED_MODEL, CreateAgent
 
 pytestmark = [pytest.mark.letta, pytest.mark.anyio]

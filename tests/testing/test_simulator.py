@@ -15,6 +15,7 @@ from orchestrator import Event, open_fanout
 from orchestrator.letta._source import LettaSource
 from orchestrator.testing._modelserver import expected_answer, expected_reasoning
 from orchestrator.testing._simulator import Simulator, create_agents
+from tests._wait import wait_until
 
 from ._sim_fixtures import SimServer, run_simulator, sim_client, sim_server, simulator
 
@@ -50,14 +51,6 @@ def _types(items: list[Any]) -> list[str]:
         if not out or out[-1] != kind:
             out.append(kind)
     return out
-
-
-async def _wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + _DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await anyio.sleep(0.01)
 
 
 def test_agent_ids_are_stable_and_shaped_like_letta_ids() -> None:
@@ -231,7 +224,7 @@ async def test_stall_keeps_the_stream_open_and_the_run_running(sim_server: SimSe
             async for item in stream:
                 seen.append(item)
         await stream.close()
-        await _wait_for(lambda: sim.streams_closed == 1, "the server to see the disconnect")
+        await wait_until(lambda: sim.streams_closed == 1, "the server to see the disconnect")
         run = await client.runs.retrieve(seen[0].run_id)
     assert sum(i.message_type == "assistant_message" for i in seen) == 4
     # Like Letta: the run goes on without its client until someone cancels it.
@@ -248,8 +241,8 @@ async def test_a_disconnected_run_completes_when_its_answer_would_have(
         stream = await _open(client, agent.id, "Short [[words=3 tps=20]]")
         first = await stream.__anext__()
         await stream.close()
-        await _wait_for(lambda: sim.streams_closed == 1, "the server to see the disconnect")
-        await _wait_for(lambda: sim.run_status(first.run_id) == "completed", "the run to end")
+        await wait_until(lambda: sim.streams_closed == 1, "the server to see the disconnect")
+        await wait_until(lambda: sim.run_status(first.run_id) == "completed", "the run to end")
 
 
 async def test_stall_sends_keepalive_pings() -> None:
@@ -335,4 +328,4 @@ async def test_letta_source_fanout_over_the_simulator(sim_server: SimServer) -> 
     assert last.run_ids
     assert sim.run_status(last.run_ids[0]) == "cancelled"
     assert sim.cancel_calls == 1
-    await _wait_for(lambda: sim.active_streams == 0, "every stream to close")
+    await wait_until(lambda: sim.active_streams == 0, "every stream to close")
