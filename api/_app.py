@@ -4,31 +4,34 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import orchestrator
 from orchestrator import AgentDirectory, ConfigError, LettaConnection, LettaDirectory, open_hub
 
-from . import _fanouts, _page, _system, _ws
-from ._auth import require_key
+from . import _fanouts, _page, _system, _tokens, _ws
+from ._auth import authorized
 from ._errors import install_error_handlers
+from ._guard import QUERY_TOKEN, Guard, is_public, is_streaming
+from ._logs import install_log_redaction
 from ._metrics import ApiMetrics
 from ._settings import ApiSettings
-from ._state import ApiState, get_state
+from ._state import ApiState
 
 _DESCRIPTION = """\
 Fan one message out to several Letta agents and stream their answers back as ONE merged,
 tagged event stream (schema `Event`), over Server-Sent Events or a WebSocket.
 
 Errors are JSON: `{"error": {"code": ..., "message": ...}}`. With an API key configured,
-send `Authorization: Bearer <key>` (or `?access_token=` for EventSource and WebSocket).
+send `Authorization: Bearer <key>`; `EventSource` and `WebSocket` clients send
+`?access_token=<stream token>` instead (`POST /v1/stream-tokens`), so the key stays out of
+URLs. Pages of other web origins are refused unless allowed; see `docs/security.md`.
 """
-
-
-async def _authorized(request: Request) -> None:
-    require_key(get_state(request).settings.api_key, request)
 
 
 def create_app(
@@ -67,23 +70,33 @@ def create_app(
             if owned:
                 await state.directory.aclose()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from files the package
+    # ships, not from a CDN (the docs work offline, and no third party sees who reads them).
+    app = FastAPIOffline(
         title="letta-fanout",
         version="0.1.0",
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.api = state
+    secret = settings.token_secret.encode() if settings.token_secret else None
+    app.state.stream_tokens = _tokens.StreamTokens(secret, settings.stream_token_ttl_s)
     if directory is not None:
         state.directory = directory
     install_error_handlers(app)
-    protected = [Depends(_authorized)]
+    protected = [Depends(authorized)]
     app.include_router(_fanouts.router, dependencies=protected)
     app.include_router(_system.router, dependencies=protected)
     app.include_router(_system.open_router)
+    app.include_router(_tokens.router, dependencies=protected)
     app.include_router(_ws.router)
     _include_page(app)
     _system.install_openapi(app)
+    _document_security(app)
+    install_log_redaction()
+    # Outermost last: the Host check, then CORS (so a browser can read a 401 on an
+    # allowed origin), then the guard (Origin, key, body size) right before the routes.
+    app.add_middleware(Guard, settings=settings, tokens=app.state.stream_tokens)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -92,7 +105,38 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
             expose_headers=["X-Fanout-Id", "Location", "Retry-After"],
         )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts())
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    # Protected operations already name the bearer scheme (the ``authorized`` dependency);
+    # the streaming ones also take a stream token in the query.
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = build()
+        schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[_STREAM_TOKEN] = {
+            "type": "apiKey",
+            "in": "query",
+            "name": QUERY_TOKEN,
+            "description": "A stream token from `POST /v1/stream-tokens` (EventSource).",
+        }
+        for path, operations in doc.get("paths", {}).items():
+            for method, operation in operations.items():
+                security = operation.get("security")
+                if is_public(path) or not security:
+                    continue
+                scope = {"type": "http", "method": method.upper(), "path": path}
+                if is_streaming(scope) and {_STREAM_TOKEN: []} not in security:
+                    security.append({_STREAM_TOKEN: []})
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_STREAM_TOKEN = "streamToken"
 
 
 def _include_page(app: FastAPI) -> None:

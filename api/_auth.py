@@ -1,36 +1,35 @@
-"""The optional API key: ``Authorization: Bearer <key>`` on every protected endpoint.
+"""The optional API key, as the endpoints see it.
 
-Browsers cannot set headers on ``EventSource`` or ``WebSocket``, so those two also accept
-the key as the ``access_token`` query parameter.
+The key is checked once, before the body is read, by :class:`~api._guard.Guard`:
+``Authorization: Bearer <key>`` on every protected endpoint; on the streaming endpoints
+(``GET .../events``, the WebSocket), where browsers cannot set headers, also
+``?access_token=`` with a short-lived stream token (``POST /v1/stream-tokens``) or the key.
+The functions here read the guard's verdict, so an endpoint cannot be reached by a form
+of the key the guard refused.
 """
 
 from __future__ import annotations
 
-import hmac
+from typing import Annotated
 
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from ._errors import ApiError
+from ._guard import AUTHORIZED
 
-_QUERY_KEY = "access_token"
-
-
-def presented_key(conn: HTTPConnection) -> str | None:
-    """The key a request or WebSocket presents, from the header or the query string."""
-    header = conn.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return conn.query_params.get(_QUERY_KEY)
+#: Documents the key in the OpenAPI document (Swagger UI's "Authorize"); the guard checks it.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    description="The server's API key (`--api-key`), when it has one.",
+)
 
 
 def key_matches(expected: str | None, conn: HTTPConnection) -> bool:
-    """True when no key is configured or the connection presents the right one."""
-    if expected is None:
-        return True
-    given = presented_key(conn)
-    # Constant time, so the key cannot be guessed byte by byte from response timing.
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    """True when no key is configured or the guard accepted the connection's credentials."""
+    return expected is None or bool(conn.scope.get(AUTHORIZED))
 
 
 def require_key(expected: str | None, conn: HTTPConnection) -> None:
@@ -42,3 +41,11 @@ def require_key(expected: str | None, conn: HTTPConnection) -> None:
             "missing or wrong API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+async def authorized(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> None:
+    """The dependency of protected endpoints: ``401`` unless the guard let the request in."""
+    require_key(request.app.state.api.settings.api_key, request)

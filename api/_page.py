@@ -19,13 +19,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from orchestrator import ConfigError, PanelConfig, load_panel
 
-from ._auth import require_key
+from ._auth import bearer_scheme, require_key
 from ._models import OptionsSpec
 
 __all__ = ["CONTENT_SECURITY_POLICY", "STATIC_DIR", "create_page_router", "page_router"]
@@ -74,13 +74,14 @@ def create_page_router(configs_dir: str | Path = "configs") -> APIRouter:
     static = StaticFiles(directory=STATIC_DIR)
     configs = Path(configs_dir)
 
-    @router.get("/", include_in_schema=False)
+    # HEAD too: link checkers, caches and curl -I ask for headers only.
+    @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> Response:
         # no-cache: a restarted server with a newer page must not meet a stale copy.
         headers = {**_SECURITY_HEADERS, "Cache-Control": "no-cache"}
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=headers)
 
-    @router.get("/static/{path:path}", include_in_schema=False)
+    @router.api_route("/static/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def static_file(path: str, request: Request) -> Response:
         # StaticFiles does the safe lookup (no escaping the folder) and the conditional
         # requests; mounting it would not survive include_router, so it is called here.
@@ -89,7 +90,7 @@ def create_page_router(configs_dir: str | Path = "configs") -> APIRouter:
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    @router.get("/v1/presets", tags=["panel"])
+    @router.get("/v1/presets", tags=["panel"], dependencies=[Depends(bearer_scheme)])
     async def list_presets(request: Request) -> dict[str, Any]:
         """Panel presets: every panel YAML file in the configs folder, with its agents."""
         # The page and its files are public (a browser cannot send a key to load them);

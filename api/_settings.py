@@ -21,8 +21,19 @@ class ApiSettings:
 
     #: Bearer token required on every endpoint except ``/healthz`` and the docs.
     api_key: str | None = None
-    #: Origins allowed by CORS; empty means CORS is off.
+    #: Origins allowed by CORS; empty means CORS is off. Pages of these origins may also
+    #: open the WebSocket and send requests (see ``docs/security.md``).
     cors_origins: tuple[str, ...] = ()
+    #: Host names (``Host`` header) served besides the loopback names: the public name of
+    #: the server behind a proxy, the address it is bound to. ``"*"`` turns the check off.
+    allowed_hosts: tuple[str, ...] = ()
+    #: Largest request body accepted (``413`` beyond), checked before the body is read.
+    max_body_bytes: int = 1024 * 1024
+    #: Secret that signs stream tokens; random per process when ``None`` (replicas behind
+    #: one load balancer need a shared one).
+    token_secret: str | None = field(default=None, repr=False)
+    #: Seconds a stream token (``POST /v1/stream-tokens``) may be used to open a stream.
+    stream_token_ttl_s: float = 60.0
     #: Letta server used when no directory is injected (``LETTA_BASE_URL``).
     letta_base_url: str | None = None
     #: Token for the Letta server (``LETTA_API_KEY``).
@@ -53,6 +64,8 @@ class ApiSettings:
             "max_agents",
             "letta_max_connections",
             "max_message_bytes",
+            "max_body_bytes",
+            "stream_token_ttl_s",
             "max_active_fanouts",
             "retention_s",
             "max_log_events",
@@ -66,6 +79,38 @@ class ApiSettings:
                 raise ConfigError(f"ApiSettings.{name} must be a number > 0, got {value!r}")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("ApiSettings.api_key must not be empty (use None for no key)")
+        if self.token_secret is not None and len(self.token_secret) < 16:
+            raise ConfigError("ApiSettings.token_secret must have at least 16 characters")
+        for host in self.allowed_hosts:
+            if host != "*" and ("*" in host[1:] or (host.startswith("*") and host[:2] != "*.")):
+                raise ConfigError(
+                    f"ApiSettings.allowed_hosts: {host!r} is no host name; a wildcard must "
+                    "look like '*.example.com'"
+                )
+
+    def trusted_hosts(self) -> list[str]:
+        """Every ``Host`` name the app answers: the loopback names plus ``allowed_hosts``."""
+        hosts = list(LOOPBACK_HOSTS)
+        for host in self.allowed_hosts:
+            name = _host_name(host)
+            if name not in hosts:
+                hosts.append(name)
+        return hosts
+
+
+#: Host names a loopback server always answers to.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _host_name(host: str) -> str:
+    # The Host header carries an IPv6 address in brackets.
+    name = host.strip().lower()
+    try:
+        if ipaddress.ip_address(name).version == 6:
+            return f"[{name}]"
+    except ValueError:
+        pass
+    return name
 
 
 def is_loopback(host: str) -> bool:

@@ -34,7 +34,7 @@ async def open_api(settings: ApiSettings | None = None) -> AsyncIterator[Api]:
     app = create_app(settings or ApiSettings(), directory)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield Api(app, client, directory)
 
 

@@ -20,7 +20,7 @@ from ._agents import create_directory
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(ApiSettings(), create_directory())
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         yield http
 
 
@@ -71,7 +71,7 @@ async def test_presets_list_panel_configs_only(tmp_path: Path) -> None:
     app = FastAPI()
     app.include_router(create_page_router(tmp_path))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         presets = (await http.get("/v1/presets")).json()["presets"]
     assert presets == [
         {
@@ -90,7 +90,7 @@ async def test_presets_list_panel_configs_only(tmp_path: Path) -> None:
 async def test_with_an_api_key_the_page_is_public_and_presets_are_not() -> None:
     app = create_app(ApiSettings(api_key="sesame"), create_directory())
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         assert (await http.get("/")).status_code == 200
         assert (await http.get("/static/js/app.js")).status_code == 200
         assert (await http.get("/v1/presets")).status_code == 401
