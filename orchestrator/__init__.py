@@ -23,6 +23,7 @@ from ._core import AgentStatus as AgentStatus
 from ._core import CancelReason as CancelReason
 from ._core import CapacityError as CapacityError
 from ._core import ConfigError as ConfigError
+from ._core import ConversationBusyError as ConversationBusyError
 from ._core import ErrorInfo as ErrorInfo
 from ._core import Event as Event
 from ._core import EventFormatError as EventFormatError
@@ -31,6 +32,7 @@ from ._core import FailedSource as FailedSource
 from ._core import FanOut as FanOut
 from ._core import FanOutExpiredError as FanOutExpiredError
 from ._core import FanOutOptions as FanOutOptions
+from ._core import FanOutOverrides as FanOutOverrides
 from ._core import FanOutResult as FanOutResult
 from ._core import FanOutStateError as FanOutStateError
 from ._core import Metrics as Metrics
@@ -133,6 +135,7 @@ __all__ = [
     "CapacityError",
     "ConfigError",
     "ConfigModel",
+    "ConversationBusyError",
     "ErrorInfo",
     "Event",
     "EventFormatError",
@@ -144,6 +147,7 @@ __all__ = [
     "FanOutExpiredError",
     "FanOutHub",
     "FanOutOptions",
+    "FanOutOverrides",
     "FanOutResult",
     "FanOutStateError",
     "HubFanOut",

@@ -16,6 +16,7 @@ from ._events import SourceEvent as SourceEvent
 from ._events import event_schema as event_schema
 from ._exceptions import CapacityError as CapacityError
 from ._exceptions import ConfigError as ConfigError
+from ._exceptions import ConversationBusyError as ConversationBusyError
 from ._exceptions import EventFormatError as EventFormatError
 from ._exceptions import FanOutExpiredError as FanOutExpiredError
 from ._exceptions import FanOutStateError as FanOutStateError
@@ -27,6 +28,7 @@ from ._fanout import FanOut as FanOut
 from ._fanout import collect as collect
 from ._fanout import open_fanout as open_fanout
 from ._options import FanOutOptions as FanOutOptions
+from ._options import FanOutOverrides as FanOutOverrides
 from ._result import AgentResult as AgentResult
 from ._result import AgentStatus as AgentStatus
 from ._result import ErrorInfo as ErrorInfo

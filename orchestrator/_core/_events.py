@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
@@ -166,6 +167,13 @@ def _read_only_data(event: Event) -> Mapping[str, Any]:
 
 # The named tuple's own accessor would hand out the stored dict itself.
 Event.data = property(_read_only_data, doc="Type-specific fields (a read-only view).")  # type: ignore[assignment]
+
+
+#: The one way an :class:`Event` is built from its eight fields, in order: ``(type,
+#: fanout_id, agent_id, label, seq, index, t, data)``. It is ``tuple.__new__`` bound to
+#: ``Event``, which skips the named tuple's keyword-handling constructor: the merger builds
+#: one event per token.
+build_event = cast("Callable[[tuple[Any, ...]], Event]", partial(tuple.__new__, Event))
 
 
 class SourceEvent(NamedTuple):

@@ -8,6 +8,7 @@ The hierarchy::
     ├── UnknownAgentError    an agent id that is not part of the fan-out
     ├── SourceError          a source failed; carries a stable ``code`` and ``retryable``
     ├── EventFormatError     JSON that is not a valid event of the protocol
+    ├── ConversationBusyError  a conversation already has a run through this process
     ├── CapacityError        a hub runs as many fan-outs as it may; retry later
     ├── UnknownFanOutError   a fan-out id that a hub never had
     └── FanOutExpiredError   a fan-out (or the events asked for) left the retained log
@@ -47,6 +48,18 @@ class SourceError(OrchestratorError):
 
 class EventFormatError(OrchestratorError, ValueError):
     """Raised when JSON does not describe a valid event of the protocol."""
+
+
+class ConversationBusyError(OrchestratorError):
+    """Raised before a fan-out starts when one of its conversations already has a run.
+
+    Two runs at once on one (agent, conversation) is undefined behaviour on a Letta server,
+    so a process never starts a second one. ``agents`` names the refused columns.
+    """
+
+    def __init__(self, message: str, *, agents: list[str]):
+        super().__init__(message)
+        self.agents = agents
 
 
 class CapacityError(OrchestratorError):

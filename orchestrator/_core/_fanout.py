@@ -9,16 +9,17 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Unpack
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.lowlevel import checkpoint
 
-from ._events import Event, SourceEvent
+from ._claims import conversation_claims
+from ._events import Event, SourceEvent, build_event
 from ._exceptions import ConfigError, FanOutStateError, SourceError, UnknownAgentError
-from ._lane import Lane
-from ._options import FanOutOptions, parse_policy
+from ._lane import Lane, require_delta
+from ._options import FanOutOptions, FanOutOverrides, parse_policy
 from ._result import AgentStatus, ErrorInfo, FanOutResult
 from ._source import Source
 from ._types import JSON, TERMINAL_TYPES, CancelReason, EventType
@@ -31,10 +32,6 @@ logger = logging.getLogger("orchestrator")
 # this many, and at least two per agent: each loop iteration can bring one event from every
 # agent, and a merger that took fewer per turn would fall further behind every turn.
 _CHECKPOINT_EVERY = 256
-
-# Event is a NamedTuple; building it through tuple.__new__ skips the keyword-handling
-# constructor on the hot path (one call per token).
-_new_event = tuple.__new__
 
 
 class FanOut:
@@ -55,10 +52,20 @@ class FanOut:
         self.fanout_id = fanout_id or f"f-{uuid.uuid4().hex[:12]}"
         self.prompt = prompt
         self.options = options
-        self._lanes: dict[str, Lane] = {s.agent_id: Lane(s, options.buffer) for s in sources}
+        self._ready: deque[Lane] = deque()
+        self._lanes: dict[str, Lane] = {
+            s.agent_id: Lane(
+                s,
+                options.buffer,
+                fanout_id=self.fanout_id,
+                ready=self._ready,
+                notify=self._mark_ready,
+            )
+            for s in sources
+        }
         self._quorum = parse_policy(options.policy)
         self._coalesce = options.overflow == "coalesce"
-        self._ready: deque[Lane] = deque()
+        self._watchdog = anyio.CancelScope()
         self._wakeup: Waiter | None = None
         self._new_waiter: Callable[[], Waiter] = EventWaiter  # replaced in _start()
         self._index = 0
@@ -137,35 +144,18 @@ class FanOut:
         return self
 
     async def __anext__(self) -> Event:
+        """The next event of the merged stream.
+
+        Ready events are handed out without suspending; a consumer's cancellation is still
+        checked at least every 256 events (and every two per agent, when more agents run),
+        at a checkpoint that also lets producers and other tasks run.
+        """
         ready = self._ready
         while True:
             if ready and self._started:
-                lane = ready.popleft()
-                buf = lane.buf
-                data = buf.popleft()
-                etype = lane.kinds.popleft()
-                t = lane.times.popleft()
-                if buf:
-                    ready.append(lane)
-                if lane.space is not None and len(buf) <= lane.low_water:
-                    wake(lane.space)
-                    lane.space = None
-                lane.seq = seq = lane.seq + 1
                 index = self._index
                 self._index = index + 1
-                event = _new_event(
-                    Event,
-                    (
-                        etype,
-                        self.fanout_id,
-                        lane.agent_id,
-                        lane.label,
-                        seq,
-                        index,
-                        t,
-                        data,
-                    ),
-                )
+                event = ready.popleft().pop_nowait(index)
                 if index >= self._next_checkpoint:
                     self._next_checkpoint = index + self._checkpoint_every
                     await checkpoint()
@@ -189,68 +179,16 @@ class FanOut:
         self._new_waiter = waiter_factory()
         for lane in self._lanes.values():
             tg.start_soon(self._run_lane, lane, name=f"fanout:{self.fanout_id}:{lane.agent_id}")
+        if self.options.idle_timeout_s:
+            tg.start_soon(self._watch_idle, self.options.idle_timeout_s, name="fanout:idle")
 
     async def _run_lane(self, lane: Lane) -> None:
-        options = self.options
-        lane.started_at = time.monotonic()
-        lane.state = "streaming"
-        timeout_s = options.timeout_s
-        first_token_timeout_s = options.first_token_timeout_s
-        now = 0.0
-        if timeout_s is not None or first_token_timeout_s is not None:
-            now = anyio.current_time()
-            limits = [x for x in (timeout_s, first_token_timeout_s) if x is not None]
-            lane.scope.deadline = now + min(limits)
+        """One agent from start to its terminal event: deadlines, the stream, the end."""
+        total_deadline = self._arm_deadlines(lane)
         terminal: SourceEvent | None = None
         try:
             with lane.scope:
-                stream = lane.source.stream(self.prompt)
-                try:
-                    first = True
-                    hot = False  # past the first token: content deltas take the short path
-                    buf = lane.buf
-                    kinds = lane.kinds
-                    times = lane.times
-                    capacity = lane.capacity
-                    text = lane.text_parts
-                    t0 = self._t0
-                    monotonic = time.monotonic
-                    # Unpacked at once: a buffered or waiting event keeps no tuple alive, only
-                    # its payload, so the garbage collector has less to look at.
-                    async for etype, data in stream:
-                        if hot and etype == "content":
-                            # Hot path: one more token of the answer.
-                            text.append(data["delta"])
-                        else:
-                            if etype in TERMINAL_TYPES:
-                                terminal = SourceEvent(etype, data)
-                                break
-                            if first and etype != "agent_start":
-                                await self._push(lane, "agent_start", {"run_id": None})
-                            lane.record(etype, data)
-                            if not hot and lane.first_token_at is not None:
-                                hot = True
-                                # First-token deadline met: only the total one applies now.
-                                if first_token_timeout_s is not None:
-                                    lane.scope.deadline = (
-                                        now + timeout_s if timeout_s is not None else math.inf
-                                    )
-                        first = False
-                        if len(buf) < capacity:
-                            buf.append(data)
-                            kinds.append(etype)
-                            times.append(monotonic() - t0)
-                            if len(buf) == 1:
-                                self._mark_ready(lane)
-                        else:
-                            await self._push(lane, etype, data)
-                    else:
-                        # The stream ended by itself without a terminal event: a normal end.
-                        terminal = SourceEvent("agent_done", {"stop_reason": "end_turn"})
-                    if first:
-                        await self._push(lane, "agent_start", {"run_id": None})
-                finally:
-                    await self._close_stream(lane, stream)
+                terminal = await self._pump(lane, total_deadline)
         except SourceError as exc:
             terminal = SourceEvent(
                 "agent_error",
@@ -273,15 +211,116 @@ class FanOut:
                 lane, SourceEvent("agent_cancelled", {"reason": lane.cancel_reason or "disconnect"})
             )
             raise
+        await self._finish(lane, terminal)
+
+    def _arm_deadlines(self, lane: Lane) -> float | None:
+        """Start the lane's clock; set the first of its deadlines. Returns the total one."""
+        lane.started_at = time.monotonic()
+        lane.state = "streaming"
+        timeout_s = self.options.timeout_s
+        first_token_timeout_s = self.options.first_token_timeout_s
+        if timeout_s is None and first_token_timeout_s is None:
+            return None
+        now = anyio.current_time()
+        total = None if timeout_s is None else now + timeout_s
+        first = None if first_token_timeout_s is None else now + first_token_timeout_s
+        lane.scope.deadline = min(x for x in (total, first) if x is not None)
+        return total
+
+    def _first_token_seen(self, lane: Lane, total_deadline: float | None) -> None:
+        """The first-token deadline is met: only the total one applies from here on."""
+        if self.options.first_token_timeout_s is not None:
+            lane.scope.deadline = math.inf if total_deadline is None else total_deadline
+
+    async def _pump(self, lane: Lane, total_deadline: float | None) -> SourceEvent:
+        """Read the source into the lane; return its terminal event.
+
+        Past the first token, a content delta takes the short path: checked, recorded and
+        offered to the buffer, nothing else. Everything else goes through :meth:`_admit`.
+        """
+        stream = lane.source.stream(self.prompt)
+        try:
+            first = True
+            hot = False
+            text = lane.text_parts
+            put_nowait = lane.put_nowait
+            t0 = self._t0
+            monotonic = time.monotonic
+            # Unpacked at once: a buffered or waiting event keeps no tuple alive, only its
+            # payload, so the garbage collector has less to look at.
+            async for etype, data in stream:
+                if hot and etype == "content":
+                    delta = data.get("delta")
+                    if delta.__class__ is not str:
+                        delta = require_delta(etype, data)  # raises: same rule as record()
+                    text.append(delta)
+                else:
+                    if etype in TERMINAL_TYPES:
+                        return SourceEvent(etype, data)
+                    data = await self._admit(lane, etype, data, first)
+                    first = False
+                    if not hot and lane.first_token_at is not None:
+                        hot = True
+                        self._first_token_seen(lane, total_deadline)
+                if not put_nowait(etype, data, monotonic() - t0):
+                    await self._put(lane, etype, data)
+            if first:
+                await self._put(lane, "agent_start", {**lane.info, "run_id": None})
+            # The stream ended by itself without a terminal event: a normal end.
+            return SourceEvent("agent_done", {"stop_reason": "end_turn"})
+        finally:
+            await self._close_stream(lane, stream)
+
+    async def _admit(self, lane: Lane, etype: EventType, data: JSON, first: bool) -> JSON:
+        """Map one event that is not a plain token: start, accounting, first token."""
+        if etype == "agent_start":
+            data = {**lane.info, **data}
+        elif first:
+            await self._put(lane, "agent_start", {**lane.info, "run_id": None})
+        lane.record(etype, data)
+        return data
+
+    async def _finish(self, lane: Lane, terminal: SourceEvent | None) -> None:
+        """Stop the run upstream unless it ended by itself; deliver the terminal event."""
+        if terminal is None and lane.stalled_after is not None:
+            terminal = SourceEvent(
+                "agent_error",
+                {
+                    "code": "stalled",
+                    "message": f"no event from the agent for {lane.stalled_after:g} s",
+                    "retryable": True,
+                },
+            )
         if terminal is None or terminal.type != "agent_done":
-            # The stream did not end by itself: stop the work on the server too.
             await self._cancel_upstream(lane)
         if terminal is None:
             terminal = SourceEvent("agent_cancelled", {"reason": lane.cancel_reason or "timeout"})
-        await self._push(lane, *self._settle(lane, terminal))
+        await self._put(lane, *self._settle(lane, terminal))
         self._unbuffered_terminals -= 1
         if self._quorum is not None and self._succeeded == self._quorum:
             self.cancel(reason="policy")
+
+    async def _watch_idle(self, idle_s: float) -> None:
+        """End agents that sent nothing for ``idle_s`` seconds (``agent_error`` ``stalled``).
+
+        Counts events taken in, so the hot path pays nothing. A lane paused by backpressure
+        is waiting for the reader, not for its agent, and is never counted as idle.
+        """
+        interval = min(idle_s / 4, 1.0)
+        with self._watchdog:
+            while True:
+                await anyio.sleep(interval)
+                now = time.monotonic()
+                for lane in self._lanes.values():
+                    if lane.state != "streaming" or lane.cancel_reason is not None:
+                        continue
+                    produced = lane.produced
+                    if produced != lane.watch_count or lane.space is not None:
+                        lane.watch_count = produced
+                        lane.watch_since = now
+                    elif now - lane.watch_since >= idle_s and lane.stalled_after is None:
+                        lane.stalled_after = idle_s
+                        lane.scope.cancel()
 
     def _settle(self, lane: Lane, terminal: SourceEvent) -> SourceEvent:
         """Record how the lane ended; return the terminal event to deliver."""
@@ -305,29 +344,28 @@ class FanOut:
         self._unfinished -= 1
         if self._unfinished == 0:
             self._ended_at = lane.ended_at
+            self._watchdog.cancel()
         return SourceEvent(terminal.type, data)
 
-    async def _push(self, lane: Lane, etype: EventType, data: JSON) -> None:
+    async def _put(self, lane: Lane, etype: EventType, data: JSON) -> None:
+        """Buffer an event, waiting for room (or coalescing) while the lane is full."""
         if self._closing:
             # Nobody reads any more and the lane is cancelled: let the cancellation in, so a
             # source that never suspends cannot keep its producer spinning.
             await checkpoint()
             return
         t = time.monotonic() - self._t0
-        buf = lane.buf
-        if len(buf) >= lane.capacity:
-            if self._coalesce and lane.try_coalesce(etype, data, t):
-                # A source that never suspends must still let the merger run.
-                await checkpoint()
+        if lane.put_nowait(etype, data, t):
+            return
+        if self._coalesce and lane.try_coalesce(etype, data, t):
+            # A source that never suspends must still let the merger run.
+            await checkpoint()
+            return
+        while True:
+            lane.space = space = self._new_waiter()
+            await space
+            if self._closing or lane.put_nowait(etype, data, t):
                 return
-            while len(buf) >= lane.capacity:
-                lane.space = space = self._new_waiter()
-                await space
-                if self._closing:
-                    return
-        lane.append(etype, data, t)
-        if len(buf) == 1:
-            self._mark_ready(lane)
 
     def _mark_ready(self, lane: Lane) -> None:
         if self._closing:
@@ -362,11 +400,10 @@ class FanOut:
         """Leaving the fan-out: cancel whatever still runs and release waiting producers."""
         self.cancel(reason="disconnect")
         self._closing = True
+        self._watchdog.cancel()
         self._ready.clear()  # iteration stops here, whatever is still buffered
         for lane in self._lanes.values():
-            if lane.space is not None:
-                wake(lane.space)
-                lane.space = None
+            lane.release()
         if self._wakeup is not None:
             wake(self._wakeup)
             self._wakeup = None
@@ -374,24 +411,17 @@ class FanOut:
     # -- fan-out level events ---------------------------------------------------------------
 
     def _make_fanout_event(self, etype: EventType, data: JSON) -> Event:
-        event = Event(
-            etype,
-            self.fanout_id,
-            None,
-            None,
-            0,
-            self._index,
-            time.monotonic() - self._t0,
-            data,
-        )
-        self._index += 1
-        return event
+        index = self._index
+        self._index = index + 1
+        t = time.monotonic() - self._t0
+        return build_event((etype, self.fanout_id, None, None, 0, index, t, data))
 
     def _start_data(self) -> JSON:
         return {
             "prompt": self.prompt,
             "agents": [
-                {"agent_id": lane.agent_id, "label": lane.label} for lane in self._lanes.values()
+                {**lane.info, "agent_id": lane.agent_id, "label": lane.label}
+                for lane in self._lanes.values()
             ],
             "options": self.options.to_dict(),
         }
@@ -443,32 +473,27 @@ def _check_inputs(sources: Sequence[Source], prompt: str) -> None:
 async def open_fanout(
     sources: Sequence[Source],
     prompt: str,
+    options: FanOutOptions | None = None,
     *,
-    buffer: int = 64,
-    overflow: str = "coalesce",
-    policy: str = "all",
-    timeout_s: float | None = None,
-    first_token_timeout_s: float | None = None,
-    cancel_timeout_s: float = 5.0,
     fanout_id: str | None = None,
+    **overrides: Unpack[FanOutOverrides],
 ) -> AsyncIterator[FanOut]:
     """Send ``prompt`` to every source at once; yield the running :class:`FanOut`.
 
     Use it as ``async with open_fanout(sources, prompt) as fanout: async for event in
-    fanout: ...``. Leaving the block early (``break``, an exception, cancellation) cancels
-    every agent that still runs, on the server too, and waits until their streams are closed.
-    Raises :class:`ConfigError` before anything starts when an option is invalid.
+    fanout: ...``. Options come as a :class:`FanOutOptions`, as keyword overrides of its
+    fields (``buffer=16, timeout_s=30``), or both (the keywords win). Leaving the block early
+    (``break``, an exception, cancellation) cancels every agent that still runs, on the
+    server too, and waits until their streams are closed.
+
+    Raises :class:`ConfigError` before anything starts when an option is invalid, and
+    :class:`ConversationBusyError` when a source's conversation already has a run in this
+    process (the busy rule).
     """
     _check_inputs(sources, prompt)
-    options = FanOutOptions(
-        buffer=buffer,
-        overflow=overflow,  # type: ignore[arg-type]  # validated just below
-        policy=policy,
-        timeout_s=timeout_s,
-        first_token_timeout_s=first_token_timeout_s,
-        cancel_timeout_s=cancel_timeout_s,
-    ).validate(len(sources))
+    options = FanOutOptions.resolve(options, overrides).validate(len(sources))
     fanout = FanOut(sources, prompt, options, fanout_id)
+    conversation_claims.acquire(fanout.fanout_id, sources)
     try:
         async with anyio.create_task_group() as tg:
             fanout._start(tg)
@@ -482,15 +507,22 @@ async def open_fanout(
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
+    finally:
+        conversation_claims.release(fanout.fanout_id)
 
 
-async def collect(sources: Sequence[Source], prompt: str, **options: Any) -> FanOutResult:
+async def collect(
+    sources: Sequence[Source],
+    prompt: str,
+    options: FanOutOptions | None = None,
+    **overrides: Unpack[FanOutOverrides],
+) -> FanOutResult:
     """Run a fan-out to the end and return only the final result.
 
     For callers who want answers, not the stream. Takes the same options as
     :func:`open_fanout` and raises the same errors.
     """
-    async with open_fanout(sources, prompt, **options) as fanout:
+    async with open_fanout(sources, prompt, options, **overrides) as fanout:
         async for _ in fanout:
             pass
     return fanout.result()

@@ -4,22 +4,43 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 
+from ._events import Event, build_event
+from ._exceptions import SourceError
 from ._result import AgentResult, AgentStatus, ErrorInfo, Metrics
 from ._source import Source
 from ._types import DELTA_TYPES, JSON, AgentState, CancelReason, EventType
-from ._waiter import Waiter
+from ._waiter import Waiter, wake
+
+
+def require_delta(etype: EventType, data: JSON) -> str:
+    """The ``delta`` of a text event; raises :class:`SourceError` ``invalid_event`` if absent.
+
+    One rule for every text event of a stream, the first and the thousandth alike: a
+    ``content`` or ``reasoning`` event without a string ``delta`` ends the agent with
+    ``agent_error`` naming the field, rather than passing as empty text.
+    """
+    delta = data.get("delta")
+    if isinstance(delta, str):
+        return delta
+    got = "missing" if delta is None else f"a {type(delta).__name__}"
+    raise SourceError(
+        f"the source sent a {etype!r} event whose 'delta' field is {got}; it must be a string",
+        code="invalid_event",
+    )
 
 
 class Lane:
     """Per-agent state: a bounded FIFO of source events (with arrival times) plus accounting.
 
-    The producer side (the fan-out's producer task) appends; the merger pops. The lane
-    itself never awaits: waiting is the fan-out's job, with ``space`` as the producer's
-    wake-up event while the buffer is full.
+    Every buffer operation lives here, in the shape of anyio's memory streams: the producer
+    calls :meth:`put_nowait` (or :meth:`try_coalesce` when full) and waits elsewhere when it
+    returns ``False``; the merger calls :meth:`pop_nowait`. The lane never awaits: waiting is
+    the fan-out's job, with ``space`` as the producer's wake-up while the buffer is full.
     """
 
     __slots__ = (
@@ -31,16 +52,21 @@ class Lane:
         "coalesced",
         "ended_at",
         "error",
+        "fanout_id",
         "first_token_at",
+        "info",
         "kinds",
         "label",
         "low_water",
+        "notify",
+        "ready",
         "reasoning_parts",
         "run_id",
         "scope",
         "seq",
         "source",
         "space",
+        "stalled_after",
         "started_at",
         "state",
         "stop_reason",
@@ -49,12 +75,31 @@ class Lane:
         "times",
         "tool_calls",
         "usage",
+        "watch_count",
+        "watch_since",
     )
 
-    def __init__(self, source: Source, capacity: int) -> None:
+    def __init__(
+        self,
+        source: Source,
+        capacity: int,
+        *,
+        fanout_id: str = "",
+        ready: deque[Lane] | None = None,
+        notify: Callable[[Lane], None] | None = None,
+    ) -> None:
         self.source = source
         self.agent_id = source.agent_id
         self.label = source.label
+        self.fanout_id = fanout_id
+        # The merger's queue of lanes with buffered events, and how to tell it that this
+        # lane just became ready (it may be waiting for exactly that).
+        self.ready: deque[Lane] = deque() if ready is None else ready
+        self.notify: Callable[[Lane], None] = notify or self.ready.append
+        info: Mapping[str, Any] | None = getattr(source, "info", None)
+        # What the source tells about itself beyond id and label (Letta agent, conversation,
+        # model): carried by fanout_start and agent_start.
+        self.info: JSON = dict(info) if info else {}
         self.capacity = capacity
         # Wake a paused producer only once the buffer has drained to a quarter: it then
         # refills three quarters in one go instead of being woken for every single event,
@@ -86,11 +131,33 @@ class Lane:
         self.reasoning_parts: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
         self.usage: dict[str, Any] = {}
+        # The idle watchdog's view: events taken in at its last look, since when, and the
+        # idle time after which it stopped the lane (None while it has not).
+        self.watch_count = -1
+        self.watch_since = 0.0
+        self.stalled_after: float | None = None
 
     @property
     def finished(self) -> bool:
         """True once the lane has produced its terminal event."""
         return self.state in ("done", "error", "cancelled")
+
+    @property
+    def produced(self) -> int:
+        """Events taken in so far: delivered, buffered, or merged into another."""
+        return self.seq + len(self.buf) + self.coalesced
+
+    def put_nowait(self, etype: EventType, data: JSON, t: float) -> bool:
+        """Buffer one event that arrived at ``t``; ``False`` (and nothing done) when full."""
+        buf = self.buf
+        if len(buf) >= self.capacity:
+            return False
+        buf.append(data)
+        self.kinds.append(etype)
+        self.times.append(t)
+        if len(buf) == 1:
+            self.notify(self)
+        return True
 
     def try_coalesce(self, etype: EventType, data: JSON, t: float) -> bool:
         """Merge a text delta into the newest buffered event of the same message, if any."""
@@ -100,26 +167,48 @@ class Lane:
         if last.get("message_id") != data.get("message_id"):
             return False
         merged = dict(last)
-        merged["delta"] = merged.get("delta", "") + data.get("delta", "")
+        merged["delta"] = last["delta"] + data["delta"]  # both checked by require_delta
         self.buf[-1] = merged
         self.times[-1] = t
         self.coalesced += 1
         return True
 
-    def append(self, etype: EventType, data: JSON, t: float) -> None:
-        """Buffer one event (the caller checked there is room)."""
-        self.buf.append(data)
-        self.kinds.append(etype)
-        self.times.append(t)
+    def pop_nowait(self, index: int) -> Event:
+        """Take the oldest buffered event as the merged stream's event number ``index``.
+
+        Only for a lane taken from the ready queue (so it holds an event). Puts the lane
+        back on that queue while it holds more, and wakes a paused producer once the buffer
+        has drained to its low-water mark.
+        """
+        buf = self.buf
+        data = buf.popleft()
+        etype = self.kinds.popleft()
+        t = self.times.popleft()
+        if buf:
+            self.ready.append(self)
+        space = self.space
+        if space is not None and len(buf) <= self.low_water:
+            wake(space)
+            self.space = None
+        self.seq = seq = self.seq + 1
+        return build_event((etype, self.fanout_id, self.agent_id, self.label, seq, index, t, data))
+
+    def release(self) -> None:
+        """Wake the producer if it waits for room (the fan-out is closing)."""
+        if self.space is not None:
+            wake(self.space)
+            self.space = None
 
     def record(self, etype: EventType, data: JSON) -> None:
-        """Account for a produced event: text, reasoning, tools, usage, first token."""
+        """Account for a produced event: text, reasoning, tools, usage, first token.
+
+        Raises :class:`SourceError` for a text event without a string ``delta``.
+        """
         if etype == "content" or etype == "reasoning":
+            delta = require_delta(etype, data)
             if self.first_token_at is None:
                 self.first_token_at = time.monotonic()
-            (self.text_parts if etype == "content" else self.reasoning_parts).append(
-                data.get("delta", "")
-            )
+            (self.text_parts if etype == "content" else self.reasoning_parts).append(delta)
         elif etype == "tool_call":
             if self.first_token_at is None:
                 self.first_token_at = time.monotonic()
@@ -163,8 +252,7 @@ class Lane:
             label=self.label,
             state=self.state,
             buffered=len(self.buf),
-            # Every event taken in was delivered, is buffered, or was merged into another.
-            produced=self.seq + len(self.buf) + self.coalesced,
+            produced=self.produced,
             delivered=self.seq,
             coalesced=self.coalesced,
             paused=self.space is not None,

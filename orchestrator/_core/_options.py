@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, get_args
+from typing import Any, TypedDict, get_args
 
 from ._exceptions import ConfigError
 from ._types import JSON, Overflow
@@ -14,8 +16,17 @@ from ._types import JSON, Overflow
 class FanOutOptions:
     """How a fan-out runs; every field is checked by :meth:`validate`.
 
-    ``policy`` is ``"all"`` (wait for every agent), ``"first"`` (the first agent to finish
-    wins; the others are cancelled with reason ``policy``) or ``"quorum:K"``.
+    - ``buffer``: events each agent may have waiting for the reader.
+    - ``overflow``: what a full buffer does, ``"coalesce"`` (merge consecutive text deltas of
+      one message; wait otherwise) or ``"block"`` (always wait).
+    - ``policy``: ``"all"`` (wait for every agent), ``"first"`` (the first agent to finish
+      wins; the others are cancelled with reason ``policy``) or ``"quorum:K"``.
+    - ``timeout_s`` / ``first_token_timeout_s``: deadlines per agent (``agent_cancelled``,
+      reason ``timeout``).
+    - ``idle_timeout_s``: an agent that sends nothing for this long ends with
+      ``agent_error`` code ``stalled`` (retryable) and its run is cancelled; ``0`` turns it
+      off. Time an agent spends paused because the reader is slow does not count.
+    - ``cancel_timeout_s``: how long cancelling an agent's run upstream may take.
     """
 
     buffer: int = 64
@@ -24,6 +35,24 @@ class FanOutOptions:
     timeout_s: float | None = None
     first_token_timeout_s: float | None = None
     cancel_timeout_s: float = 5.0
+    idle_timeout_s: float = 60.0
+
+    @classmethod
+    def resolve(cls, options: FanOutOptions | None, overrides: Mapping[str, Any]) -> FanOutOptions:
+        """``options`` (or the defaults) with ``overrides`` applied; not yet validated.
+
+        Raises :class:`ConfigError` for a keyword that is not an option.
+        """
+        base = cls() if options is None else options
+        if not isinstance(base, FanOutOptions):
+            raise ConfigError(f"options must be a FanOutOptions, got {type(base).__name__}")
+        unknown = sorted(set(overrides) - _FIELDS)
+        if unknown:
+            raise ConfigError(
+                f"unknown fan-out option(s) {', '.join(map(repr, unknown))} "
+                f"(options: {', '.join(sorted(_FIELDS))})"
+            )
+        return dataclasses.replace(base, **overrides) if overrides else base
 
     def validate(self, n_agents: int | None = None) -> FanOutOptions:
         """Return ``self`` if valid; raise :class:`ConfigError` naming the bad option."""
@@ -39,17 +68,19 @@ class FanOutOptions:
             raise ConfigError(
                 f"policy {self.policy!r} needs {quorum} agents, the fan-out has {n_agents}"
             )
-        for name in ("timeout_s", "first_token_timeout_s", "cancel_timeout_s"):
+        for name in ("timeout_s", "first_token_timeout_s", "cancel_timeout_s", "idle_timeout_s"):
             value: Any = getattr(self, name)
-            if value is None and name != "cancel_timeout_s":
+            if value is None and name in ("timeout_s", "first_token_timeout_s"):
                 continue
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
-                or math.isnan(value)
-                or value <= 0
+                or not math.isfinite(value)
+                or value < 0
+                or (value == 0 and name != "idle_timeout_s")
             ):
-                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+                bound = ">= 0 (0 turns it off)" if name == "idle_timeout_s" else "> 0"
+                raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
         return self
 
     def to_dict(self) -> JSON:
@@ -71,3 +102,18 @@ def parse_policy(policy: str) -> int | None:
         if raw.isdigit() and int(raw) >= 1:
             return int(raw)
     raise ConfigError(f"policy must be 'all', 'first' or 'quorum:K' with K >= 1, got {policy!r}")
+
+
+class FanOutOverrides(TypedDict, total=False):
+    """The fields of :class:`FanOutOptions` as keyword arguments (``open_fanout(..., buffer=8)``)."""
+
+    buffer: int
+    overflow: Overflow
+    policy: str
+    timeout_s: float | None
+    first_token_timeout_s: float | None
+    cancel_timeout_s: float
+    idle_timeout_s: float
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(FanOutOptions))

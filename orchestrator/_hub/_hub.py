@@ -19,11 +19,12 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 import anyio
 from anyio.abc import TaskGroup
 
+from .._core._claims import conversation_claims
 from .._core._events import Event
 from .._core._exceptions import (
     CapacityError,
@@ -181,18 +182,9 @@ class HubFanOut:
         }
 
     async def _run(self, observers: Sequence[EventObserver]) -> None:
-        opts = self.options
         try:
             async with open_fanout(
-                self._sources,
-                self.prompt,
-                buffer=opts.buffer,
-                overflow=opts.overflow,
-                policy=opts.policy,
-                timeout_s=opts.timeout_s,
-                first_token_timeout_s=opts.first_token_timeout_s,
-                cancel_timeout_s=opts.cancel_timeout_s,
-                fanout_id=self.fanout_id,
+                self._sources, self.prompt, self.options, fanout_id=self.fanout_id
             ) as fanout:
                 self._fanout = fanout
                 for agent_id, reason in self._pending:
@@ -206,6 +198,9 @@ class HubFanOut:
             logger.exception("fan-out %s failed", self.fanout_id)
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
+            # The conversations were claimed by start(); open_fanout gives them back too,
+            # but it may never have run (cancelled before it started).
+            conversation_claims.release(self.fanout_id)
             self.log.close()
             self.finished_at = time.time()
             self._done.set()
@@ -280,9 +275,10 @@ class FanOutHub:
     ) -> HubFanOut:
         """Start a fan-out in the background and return it.
 
-        Raises :class:`ConfigError` (bad options, duplicate agents, no agents) and
-        :class:`CapacityError` (already ``max_active`` fan-outs running) before anything
-        starts.
+        Raises :class:`ConfigError` (bad options, duplicate agents, no agents),
+        :class:`CapacityError` (already ``max_active`` fan-outs running) and
+        :class:`ConversationBusyError` (a conversation already has a run in this process)
+        before anything starts.
         """
         options = (options or FanOutOptions()).validate(len(sources))
         if not sources:
@@ -304,6 +300,8 @@ class FanOutHub:
         fanout_id = fanout_id or f"f-{uuid.uuid4().hex[:12]}"
         if fanout_id in self._fanouts or fanout_id in self._tombstones:
             raise ConfigError(f"fan-out id {fanout_id!r} is already taken")
+        # Claimed here, not when the background task gets to run: the caller learns now.
+        conversation_claims.acquire(fanout_id, sources)
         entry = HubFanOut(fanout_id, sources, prompt, options, on_disconnect, self.max_events)
         self._fanouts[fanout_id] = entry
         self._tg.start_soon(self._run, entry, name=f"hub:{fanout_id}")
@@ -364,15 +362,35 @@ class FanOutHub:
 
 
 @asynccontextmanager
-async def open_hub(*, shutdown_timeout_s: float = 5.0, **settings: Any) -> AsyncIterator[FanOutHub]:
+async def open_hub(
+    *,
+    max_active: int = 32,
+    retention_s: float = 600.0,
+    max_events: int = 10_000,
+    max_retained: int = 1_000,
+    retry_after_s: float = 2.0,
+    shutdown_timeout_s: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[FanOutHub]:
     """Run a :class:`FanOutHub` for the duration of the block.
 
-    ``settings`` are :class:`FanOutHub`'s keyword arguments. Leaving the block cancels every
-    fan-out still running (reason ``disconnect``, on the server too) and waits up to
-    ``shutdown_timeout_s`` for them to record their end before stopping them outright.
+    ``max_active`` fan-outs may run at once (:class:`CapacityError` past that, advising
+    ``retry_after_s``); each keeps up to ``max_events`` events, readable for ``retention_s``
+    seconds after its end, and at most ``max_retained`` finished ones are kept. Leaving the
+    block cancels every fan-out still running (reason ``disconnect``, on the server too) and
+    waits up to ``shutdown_timeout_s`` for them to record their end before stopping them
+    outright. Raises :class:`ConfigError` for a setting out of range.
     """
     async with anyio.create_task_group() as tg:
-        hub = FanOutHub(tg, **settings)
+        hub = FanOutHub(
+            tg,
+            max_active=max_active,
+            retention_s=retention_s,
+            max_events=max_events,
+            max_retained=max_retained,
+            retry_after_s=retry_after_s,
+            clock=clock,
+        )
         tg.start_soon(hub._reap_forever, min(hub.retention_s / 4, 30.0), name="hub:reaper")
         try:
             yield hub

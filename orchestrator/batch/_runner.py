@@ -14,6 +14,7 @@ is written for the interrupted pairs, so running again with resume finishes exac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from contextlib import suppress
@@ -219,15 +220,15 @@ class BatchRunner:
         assert store is not None
         prompt = pairs[0].prompt
         sources = await self.directory.sources([p.agent for p in pairs])
-        options = plan.options.to_dict()
-        quorum = parse_policy(plan.options.policy)
+        options = plan.options
+        quorum = parse_policy(options.policy)
         if quorum is not None and quorum > len(sources):
             # A resumed or retried subset is smaller than the quorum: wait for all of it.
-            options["policy"] = "all"
+            options = dataclasses.replace(options, policy="all")
         recorders: dict[str, PairRecorder] = {}
         tokens: dict[str, object] = {}
         log: JsonlWriter | None = None
-        async with open_fanout(sources, prompt.text, **options) as fanout:
+        async with open_fanout(sources, prompt.text, options) as fanout:
             for source, pair, borrower in zip(sources, pairs, borrowers, strict=True):
                 recorders[source.agent_id] = PairRecorder(pair, fanout.fanout_id, attempt)
                 tokens[source.agent_id] = borrower

@@ -54,7 +54,7 @@ async def run_demo(
         question = prompt or (panel.prompts[0] if panel.prompts else DEFAULT_PROMPT)
         console.rule("[bold]3. one prompt, three agents (Ctrl-C cancels them on the server)")
         result = await run_panel(
-            directory, panel.refs(), question, options=panel.options.kwargs(), console=console
+            directory, panel.refs(), question, options=panel.options.to_options(), console=console
         )
     console.print(figures_table(result))
     return result

@@ -24,6 +24,7 @@ from rich.text import Text
 from .._core._directory import AgentDirectory, AgentRef
 from .._core._events import Event
 from .._core._fanout import FanOut, open_fanout
+from .._core._options import FanOutOptions
 from .._core._result import FanOutResult
 
 _STYLES = {"streaming": "cyan", "done": "green", "error": "red", "cancelled": "yellow"}
@@ -163,13 +164,13 @@ async def run_panel(
     refs: Sequence[AgentRef],
     prompt: str,
     *,
-    options: Mapping[str, Any] | None = None,
+    options: FanOutOptions | None = None,
     console: Console | None = None,
     handle_signals: bool = True,
 ) -> FanOutResult:
     """Stream ``prompt`` to ``refs`` side by side in the terminal; return the result.
 
-    ``options`` are :func:`~orchestrator.open_fanout` keyword arguments. With
+    ``options`` are the fan-out's (defaults when ``None``). With
     ``handle_signals`` Ctrl-C cancels the agents (on the server too) instead of killing the
     process. Raises :class:`~orchestrator.ConfigError` for invalid options.
     """
@@ -177,7 +178,7 @@ async def run_panel(
     sources = await directory.sources(refs)
     view = PanelView(prompt, [(s.agent_id, s.label) for s in sources])
     async with (
-        open_fanout(sources, prompt, **dict(options or {})) as fanout,
+        open_fanout(sources, prompt, options) as fanout,
         anyio.create_task_group() as tg,
     ):
         if handle_signals:

@@ -7,6 +7,7 @@ did not finish (``panel``/``demo``) or the Letta server failed; 2 a bad config o
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import signal
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from .._core._directory import AgentRef
 from .._core._exceptions import ConfigError, OrchestratorError, SourceError
+from .._core._options import FanOutOptions
 from .._core._result import FanOutResult
 from ..batch._config import load_batch
 from ..batch._runner import BatchRunner, BatchSummary
@@ -225,19 +227,19 @@ def panel(
         raise typer.Exit(EXIT_CONFIG)
 
     async def action() -> FanOutResult:
-        options: dict[str, object] = {}
+        options = FanOutOptions()
         if config is not None:
             loaded = load_panel(config)
             connection, refs = loaded.letta, loaded.refs()
-            options = loaded.options.kwargs()
+            options = loaded.options.to_options()
         else:
             connection, refs = LettaConnection(), _parse_agents(agents or "")
         if base_url:
             connection = connection.model_copy(update={"base_url": base_url})
         if timeout is not None:
-            options["timeout_s"] = timeout
+            options = dataclasses.replace(options, timeout_s=timeout)
         if policy is not None:
-            options["policy"] = policy
+            options = dataclasses.replace(options, policy=policy)
         async with LettaDirectory(connection=connection) as directory:
             if config is not None:
                 await directory.sync(load_panel(config).agents)

@@ -6,6 +6,7 @@ asyncio-only wake-ups (``orchestrator/_waiter.py``), whose portable fallback tri
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from orchestrator import (
     ConfigError,
     Event,
     FanOutStateError,
+    Overflow,
     ScriptedSource,
     SourceEvent,
     UnknownAgentError,
@@ -35,11 +37,6 @@ from ._helpers import (
 
 # A hang under trio does not answer pytest-timeout's default signal: stop the run instead.
 pytestmark = pytest.mark.timeout(120, method="thread")
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 async def _run(sources: list[ScriptedSource], **options: Any) -> list[Event]:
@@ -370,7 +367,7 @@ class _Endless:
 
 
 @pytest.mark.parametrize("overflow", ["block", "coalesce"])
-async def test_leaving_early_stops_a_source_that_never_suspends(overflow: str) -> None:
+async def test_leaving_early_stops_a_source_that_never_suspends(overflow: Overflow) -> None:
     # Its producer fills the buffer and waits; leaving must not let it spin on a full
     # buffer that nobody drains (that hung the event loop for good).
     source = _Endless()
@@ -434,7 +431,10 @@ async def test_failures_do_not_count_towards_the_quorum() -> None:
         ([ScriptedSource("a", [])], {"policy": "most"}, "policy must be"),
         ([ScriptedSource("a", [])], {"policy": "quorum:0"}, "policy must be"),
         ([ScriptedSource("a", [])], {"policy": "quorum:2"}, "needs 2 agents"),
-        ([ScriptedSource("a", [])], {"timeout_s": -1}, "timeout_s must be a number > 0"),
+        ([ScriptedSource("a", [])], {"timeout_s": -1}, "timeout_s must be a finite number > 0"),
+        ([ScriptedSource("a", [])], {"timeout_s": math.inf}, "timeout_s must be a finite"),
+        ([ScriptedSource("a", [])], {"idle_timeout_s": -1}, "idle_timeout_s must be"),
+        ([ScriptedSource("a", [])], {"bufer": 3}, "unknown fan-out option.*bufer"),
         ([ScriptedSource("a", [])], {"first_token_timeout_s": 0}, "first_token_timeout_s"),
         (["not a source"], {}, r"sources\[0\] is not a Source"),
     ],

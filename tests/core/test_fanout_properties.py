@@ -8,7 +8,7 @@ from anyio import wait_all_tasks_blocked
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator import ScriptedSource, open_fanout
+from orchestrator import Overflow, ScriptedSource, open_fanout
 
 from ._helpers import (
     assert_sources_released,
@@ -50,7 +50,7 @@ plans = st.builds(
     stall_consumer_every=st.integers(1, 15),
 )
 async def test_invariants_hold_for_random_fanouts(
-    agent_plans: list[Plan], buffer: int, overflow: str, stall_consumer_every: int
+    agent_plans: list[Plan], buffer: int, overflow: Overflow, stall_consumer_every: int
 ) -> None:
     before = task_count()
     sources = [
