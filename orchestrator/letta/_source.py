@@ -8,9 +8,15 @@ object per token, which was most of the client's CPU per event. Failures to conn
 before anything was streamed are retried with jittered exponential backoff (tenacity);
 nothing is retried once the server accepted the request, so an answer is never sent twice.
 
+With ``conversation_id`` the message goes to that Letta conversation
+(``conversations.messages``), otherwise to the agent's default conversation
+(``agents.messages``); ``model`` is sent as ``override_model``.
+
 ``cancel()`` closes the HTTP stream and cancels the run on the server
-(``agents.messages.cancel``), shielded and with a short timeout: a Letta server keeps
-running an agent after its streaming client goes away.
+(``agents.messages.cancel`` with the run id), shielded and with a short timeout: a Letta
+server keeps running an agent after its streaming client goes away. It only ever cancels
+its own run: while the run id is not known yet, it looks up the active runs of its own
+conversation (never the agent's other runs) until the run appears, within the timeout.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ import json
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import anyio
 import httpx
 import letta_client
 from httpx_sse import EventSource
-from letta_client import AsyncLetta, DefaultAsyncHttpxClient
+from letta_client import AsyncLetta, DefaultAsyncHttpxClient, omit
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -127,6 +134,13 @@ class LettaSource:
     jittered exponential backoff (``retry_initial_s`` doubling up to ``retry_max_s``); after
     that the agent ends with ``agent_error`` ``unavailable`` (retryable). ``cancel()`` waits
     at most ``cancel_timeout_s`` for the server. Raises :class:`ConfigError` for bad options.
+
+    ``conversation_id`` streams through that Letta conversation instead of the agent's
+    default one; ``model`` (a model handle) overrides the agent's model for this source's
+    requests. ``column_id`` is the id the events carry (``agent_id`` of the source); it
+    defaults to the Letta agent id, and must differ when one agent is in a fan-out twice.
+    ``conversation_key`` names the (agent, conversation) pair, so that a fan-out refuses to
+    run two streams on one conversation at once.
     """
 
     def __init__(
@@ -134,6 +148,9 @@ class LettaSource:
         client: AsyncLetta,
         agent_id: str,
         *,
+        conversation_id: str | None = None,
+        model: str | None = None,
+        column_id: str | None = None,
         label: str | None = None,
         stream_tokens: bool = True,
         connect_retries: int = 3,
@@ -147,10 +164,23 @@ class LettaSource:
             raise ConfigError("LettaSource: retry settings must be >= 0")
         if cancel_timeout_s <= 0:
             raise ConfigError("LettaSource: cancel_timeout_s must be > 0")
+        if conversation_id is not None and not conversation_id:
+            raise ConfigError("LettaSource: conversation_id must be non-empty when given")
+        if model is not None and not model:
+            raise ConfigError("LettaSource: model must be non-empty when given")
         self._client = client
         self._requests = _without_retries(client)
-        self._agent_id = agent_id
-        self._label = label or agent_id
+        self._letta_agent_id = agent_id
+        self._agent_id = column_id or agent_id
+        self._label = label or self._agent_id
+        self.conversation_id = conversation_id
+        self.model = model
+        self.conversation_key = f"{agent_id}/{conversation_id or 'default'}"
+        self.info: Mapping[str, Any] = {
+            "letta_agent_id": agent_id,
+            "conversation_id": conversation_id,
+            "model": model,
+        }
         self.stream_tokens = stream_tokens
         self.connect_retries = connect_retries
         self.retry_initial_s = retry_initial_s
@@ -162,7 +192,7 @@ class LettaSource:
         self._run_pending = False
         self.attempts = 0
         self.run_ids: list[str] = []
-        self.cancelled_runs: list[str | None] = []
+        self.cancelled_runs: list[str] = []
 
     @property
     def agent_id(self) -> str:
@@ -171,6 +201,11 @@ class LettaSource:
     @property
     def label(self) -> str:
         return self._label
+
+    @property
+    def letta_agent_id(self) -> str:
+        """The Letta agent this source talks to (``agent_id`` is the column id)."""
+        return self._letta_agent_id
 
     @property
     def run_id(self) -> str | None:
@@ -189,7 +224,7 @@ class LettaSource:
                 # Refused or unreachable: no run exists that cancel() would have to stop.
                 if isinstance(exc, letta_client.APIStatusError) or _is_connect_failure(exc):
                     self._requested = False
-                for sev in mapper.fail(exc, agent_id=self._agent_id):
+                for sev in mapper.fail(exc, agent_id=self._letta_agent_id):
                     yield sev
                 return
             feed = mapper.feed
@@ -216,7 +251,7 @@ class LettaSource:
                             yield sev
                         return
             except Exception as exc:
-                for sev in mapper.fail(exc, agent_id=self._agent_id):
+                for sev in mapper.fail(exc, agent_id=self._letta_agent_id):
                     yield sev
                 return
             for sev in mapper.finish():
@@ -237,16 +272,11 @@ class LettaSource:
                 # The SDK builds and sends the request (base URL, auth, headers, timeouts, its
                 # connection pool) and raises its usual errors for a refused request; the
                 # body is left unread for us.
-                request = self._requests.agents.messages.with_streaming_response.create(
-                    agent_id=self._agent_id,
-                    messages=[{"role": "user", "content": message}],
-                    streaming=True,
-                    stream_tokens=self.stream_tokens,
-                )
+                request = self._request(message)
                 # Entering the manager only sends the request; what its exit would do
                 # (close the response) stream() and cancel() do on the response itself.
                 api_response = await request.__aenter__()
-                response = api_response.http_response
+                response: httpx.Response = api_response.http_response
                 content_type = response.headers.get("content-type", "")
                 if not content_type.startswith("text/event-stream"):
                     await response.aclose()
@@ -259,12 +289,33 @@ class LettaSource:
                 return response
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
+    def _request(self, message: str) -> Any:
+        extra: dict[str, Any] = {} if self.model is None else {"override_model": self.model}
+        messages: Any = [{"role": "user", "content": message}]
+        if self.conversation_id is None:
+            return self._requests.agents.messages.with_streaming_response.create(
+                agent_id=self._letta_agent_id,
+                messages=messages,
+                streaming=True,
+                stream_tokens=self.stream_tokens,
+                **extra,
+            )
+        return self._requests.conversations.messages.with_streaming_response.create(
+            self.conversation_id,
+            messages=messages,
+            streaming=True,
+            stream_tokens=self.stream_tokens,
+            **extra,
+        )
+
     async def cancel(self) -> None:
         """Close the HTTP stream and cancel the run on the server (shielded, time-boxed).
 
-        Does nothing when no request was sent or the server already ended the run. When the
-        run id is not known yet (the request is in flight), every active run of the agent is
-        cancelled: the server has no other handle on it.
+        Does nothing when no request was sent or the server already ended the run. Only this
+        source's own run is cancelled: by its id once the stream announced it; before that,
+        the active runs of this source's conversation are looked up (the agent's runs in
+        other conversations are left alone) until the run appears or ``cancel_timeout_s``
+        passes.
         """
         with anyio.CancelScope(shield=True):
             response = self._response
@@ -275,22 +326,39 @@ class LettaSource:
                 return
             self._requested = False
             run_id = mapper.run_id
-            self.cancelled_runs.append(run_id)
+            agent = self._letta_agent_id
             with anyio.move_on_after(self.cancel_timeout_s) as scope:
                 try:
-                    if run_id is not None:
-                        await self._requests.agents.messages.cancel(
-                            agent_id=self._agent_id,
-                            run_ids=[run_id],
-                            timeout=self.cancel_timeout_s,
-                        )
-                    else:
-                        await self._requests.agents.messages.cancel(
-                            agent_id=self._agent_id, timeout=self.cancel_timeout_s
-                        )
-                except (letta_client.LettaError, httpx.HTTPError) as exc:
-                    logger.warning(
-                        "cancelling run %s of agent %s failed: %s", run_id, self._agent_id, exc
+                    run_ids = [run_id] if run_id is not None else await self._own_active_runs()
+                    self.cancelled_runs.extend(run_ids)
+                    await self._requests.agents.messages.cancel(
+                        agent_id=agent, run_ids=run_ids, timeout=self.cancel_timeout_s
                     )
+                except (letta_client.LettaError, httpx.HTTPError) as exc:
+                    logger.warning("cancelling run %s of agent %s failed: %s", run_id, agent, exc)
             if scope.cancelled_caught:
-                logger.warning("cancelling run %s of agent %s timed out", run_id, self._agent_id)
+                logger.warning("cancelling run %s of agent %s timed out", run_id, agent)
+
+    async def _own_active_runs(self) -> list[str]:
+        # The request is in flight: the server may not have created the run yet. Poll this
+        # conversation's active runs until it has (the caller's deadline bounds the wait). One
+        # fan-out never runs two streams on one conversation, so what is found is ours.
+        delay = 0.02
+        while True:
+            page = await self._requests.runs.list(
+                agent_id=self._letta_agent_id,
+                statuses=["created", "running"],
+                limit=20,
+                timeout=self.cancel_timeout_s,
+                conversation_id=omit if self.conversation_id is None else self.conversation_id,
+            )
+            found = [
+                run.id
+                for run in page.items
+                if run.agent_id == self._letta_agent_id
+                and run.conversation_id == self.conversation_id
+            ]
+            if found:
+                return found
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.25)

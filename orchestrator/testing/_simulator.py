@@ -14,8 +14,15 @@ Endpoints (``AsyncLetta(base_url=simulator_url)`` works unchanged):
   ``tool_return_message``, then ``stop_reason``, ``usage_statistics`` and ``data: [DONE]``;
   a model error ends with ``stop_reason`` ``llm_api_error``, ``event: error`` and ``[DONE]``;
   without ``streaming`` a ``LettaResponse`` JSON body;
-- ``POST /v1/agents/{agent_id}/messages/cancel`` (``{"run_ids": [...]}``) and
-  ``GET /v1/runs/{run_id}``.
+- ``POST /v1/agents/{agent_id}/messages/cancel`` (``{"run_ids": [...]}``),
+  ``GET /v1/runs/{run_id}`` and ``GET /v1/runs/`` (``agent_id``, ``conversation_id``,
+  ``statuses``);
+- conversations: ``POST /v1/conversations/?agent_id=``, ``GET`` and ``DELETE
+  /v1/conversations/{id}``, ``POST /v1/conversations/{id}/messages`` (streams like the agent
+  endpoint, ``override_model`` accepted), ``POST /v1/conversations/{id}/cancel``,
+  ``POST /v1/conversations/{id}/fork`` and ``GET /v1/conversations/{id}/messages``. Each
+  conversation (and each agent's default one) keeps its own history: the ``history``
+  directive answers with the number of user turns it holds, as the scripted model does.
 
 Like the real server, a cancelled stream notices the cancellation at its next chunk (at
 most every ``cancel_check_s``) and a run whose client went away keeps "running" until its
@@ -43,22 +50,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ._modelserver import (
+    DEFAULT_MODEL,
     Directives,
     expected_answer,
+    expected_history_answer,
     expected_reasoning,
     parse_directives,
     strip_directives,
 )
 from ._simulator_run import SimRun, iso
-from ._simulator_stream import StreamPlan, StreamResponse, plan_stream, render_response
+from ._simulator_stream import (
+    StreamPlan,
+    StreamResponse,
+    plan_answer,
+    plan_stream,
+    render_response,
+)
 
-__all__ = ["SimAgent", "SimRun", "Simulator", "create_agents", "create_app"]
+__all__ = ["SimAgent", "SimConversation", "SimRun", "Simulator", "create_agents", "create_app"]
 
 _AGENT_PATTERN = "^agent-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 _AGENT_ID = re.compile(_AGENT_PATTERN)
@@ -172,12 +188,41 @@ def create_agents(count: int, *, prefix: str = "sim", directives: str = "") -> l
     return agents
 
 
+@dataclass
+class SimConversation:
+    """One simulated conversation: its agent and its messages (user and assistant)."""
+
+    id: str
+    agent_id: str
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: (message_type, text, run_id), oldest first.
+    messages: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The conversation as ``GET /v1/conversations/{id}`` returns it."""
+        created = iso(self.created_at)
+        return {
+            "id": self.id,
+            "agent_id": self.agent_id,
+            "created_at": created,
+            "updated_at": created,
+            "archived": False,
+            "summary": None,
+            "model": None,
+            "in_context_message_ids": [],
+        }
+
+
 class Simulator:
     """State and ASGI app of one simulated Letta server.
 
     ``tick_s`` is the pacing quantum: tokens due within one tick go out in one write, which
     keeps a thousand 50 tokens/s streams cheap without changing the average rate.
     ``cancel_check_s`` is how often a stream looks for a cancellation (letta: 0.5 s).
+    ``accept_delays`` maps a conversation id (or an agent id, for its default conversation)
+    to how long a streaming request there waits, after its run was created, before the
+    response starts (the real server takes about 0.8 s): a client meanwhile has no run id,
+    which is what tests of an early cancel need.
     Counters for tests and benchmarks: ``streams_opened``, ``streams_closed``,
     ``cancel_calls``, ``frames_sent``; ``runs`` maps run ids to :class:`SimRun`.
     """
@@ -198,7 +243,11 @@ class Simulator:
         self.tick_s = tick_s
         self.cancel_check_s = cancel_check_s
         self.keepalive_s = keepalive_s
+        self.accept_delays: dict[str, float] = {}
         self.runs: dict[str, SimRun] = {}
+        self.conversations: dict[str, SimConversation] = {}
+        # Each agent's default conversation, created on first use.
+        self._defaults: dict[str, SimConversation] = {}
         self.streams_opened = 0
         self.streams_closed = 0
         self.cancel_calls = 0
@@ -248,7 +297,17 @@ class Simulator:
             Route("/v1/agents/{agent_id}", self._retrieve_agent, methods=["GET"]),
             Route("/v1/agents/{agent_id}/messages", self._send_message, methods=["POST"]),
             Route("/v1/agents/{agent_id}/messages/cancel", self._cancel, methods=["POST"]),
+            Route("/v1/runs/", self._list_runs, methods=["GET"]),
+            Route("/v1/runs", self._list_runs, methods=["GET"]),
             Route("/v1/runs/{run_id}", self._retrieve_run, methods=["GET"]),
+            Route("/v1/conversations/", self._create_conversation, methods=["POST"]),
+            Route("/v1/conversations", self._create_conversation, methods=["POST"]),
+            Route("/v1/conversations/{cid}", self._retrieve_conversation, methods=["GET"]),
+            Route("/v1/conversations/{cid}", self._delete_conversation, methods=["DELETE"]),
+            Route("/v1/conversations/{cid}/messages", self._send_message, methods=["POST"]),
+            Route("/v1/conversations/{cid}/messages", self._list_messages, methods=["GET"]),
+            Route("/v1/conversations/{cid}/cancel", self._cancel_conversation, methods=["POST"]),
+            Route("/v1/conversations/{cid}/fork", self._fork, methods=["POST"]),
             Route("/_sim/stats", self._stats, methods=["GET"]),
         ]
         app = Starlette(routes=routes)
@@ -332,10 +391,112 @@ class Simulator:
             results[run.id] = "cancelled"
         return JSONResponse(results)
 
-    async def _send_message(self, request: Request) -> Response:
-        found = self._agent_or_error(request.path_params["agent_id"])
+    def _default_conversation(self, agent_id: str) -> SimConversation:
+        conversation = self._defaults.get(agent_id)
+        if conversation is None:
+            conversation = self._defaults[agent_id] = SimConversation(
+                f"default/{agent_id}", agent_id
+            )
+        return conversation
+
+    def _conversation_or_error(self, cid: str) -> SimConversation | Response:
+        conversation = self.conversations.get(cid)
+        if conversation is None:
+            return JSONResponse({"detail": f"Conversation {cid} not found"}, status_code=404)
+        return conversation
+
+    async def _list_runs(self, request: Request) -> Response:
+        params = request.query_params
+        runs = sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)
+        now = _monotonic()
+        for run in runs:
+            run.refresh(now)
+        if agent_id := params.get("agent_id"):
+            runs = [r for r in runs if r.agent_id == agent_id]
+        if conversation_id := params.get("conversation_id"):
+            runs = [r for r in runs if r.conversation_id == conversation_id]
+        if statuses := params.getlist("statuses"):
+            runs = [r for r in runs if r.status in statuses]
+        limit = int(params.get("limit") or 100)
+        return JSONResponse([r.to_json() for r in runs[:limit]])
+
+    async def _create_conversation(self, request: Request) -> Response:
+        found = self._agent_or_error(request.query_params.get("agent_id", ""))
         if isinstance(found, Response):
             return found
+        conversation = SimConversation(f"conv-{uuid.uuid4()}", found.id)
+        self.conversations[conversation.id] = conversation
+        return JSONResponse(conversation.to_json())
+
+    async def _retrieve_conversation(self, request: Request) -> Response:
+        found = self._conversation_or_error(request.path_params["cid"])
+        return found if isinstance(found, Response) else JSONResponse(found.to_json())
+
+    async def _delete_conversation(self, request: Request) -> Response:
+        found = self._conversation_or_error(request.path_params["cid"])
+        if isinstance(found, Response):
+            return found
+        del self.conversations[found.id]
+        return JSONResponse(None)
+
+    async def _fork(self, request: Request) -> Response:
+        found = self._conversation_or_error(request.path_params["cid"])
+        if isinstance(found, Response):
+            return found
+        fork = SimConversation(f"conv-{uuid.uuid4()}", found.agent_id, messages=[*found.messages])
+        self.conversations[fork.id] = fork
+        return JSONResponse(fork.to_json())
+
+    async def _list_messages(self, request: Request) -> Response:
+        found = self._conversation_or_error(request.path_params["cid"])
+        if isinstance(found, Response):
+            return found
+        items = [
+            {
+                "id": f"message-{_stable_uuid4(f'{found.id}/{n}')}",
+                "date": iso(found.created_at),
+                "message_type": kind,
+                "content": text,
+                "run_id": run_id,
+                "otid": None,
+            }
+            for n, (kind, text, run_id) in enumerate(found.messages)
+        ]
+        if request.query_params.get("order", "desc") == "desc":
+            items.reverse()
+        limit = int(request.query_params.get("limit") or 100)
+        return JSONResponse(items[:limit])
+
+    async def _cancel_conversation(self, request: Request) -> Response:
+        found = self._conversation_or_error(request.path_params["cid"])
+        if isinstance(found, Response):
+            return found
+        self.cancel_calls += 1
+        results: dict[str, str] = {}
+        for run in self.runs.values():
+            if run.conversation_id == found.id and _active(run):
+                run.cancel_requested = True
+                run.finish("cancelled", "cancelled")
+                results[run.id] = "cancelled"
+        if not results:
+            detail = f"CONFLICT: No active runs to cancel for conversation {found.id}"
+            return JSONResponse({"detail": detail}, status_code=409)
+        return JSONResponse(results)
+
+    async def _send_message(self, request: Request) -> Response:
+        conversation: SimConversation | None = None
+        if "cid" in request.path_params:
+            conv = self._conversation_or_error(request.path_params["cid"])
+            if isinstance(conv, Response):
+                return conv
+            conversation = conv
+            found = self._agent_or_error(conversation.agent_id)
+        else:
+            found = self._agent_or_error(request.path_params["agent_id"])
+        if isinstance(found, Response):
+            return found
+        if conversation is None:
+            conversation = self._default_conversation(found.id)
         body = await _json_body(request)
         if not isinstance(body, dict) or not body.get("messages"):
             return JSONResponse({"detail": "Messages must not be empty"}, status_code=422)
@@ -355,25 +516,49 @@ class Simulator:
                 "Either set streaming=true or use default values for streaming options."
             )
             return JSONResponse({"detail": detail}, status_code=422)
-        run = SimRun(f"run-{uuid.uuid4()}", found.id, datetime.now(UTC))
+        run = SimRun(
+            f"run-{uuid.uuid4()}",
+            found.id,
+            datetime.now(UTC),
+            conversation_id=None if conversation.id.startswith("default/") else conversation.id,
+        )
         self.runs[run.id] = run
-        plan = self._plan(found, message, directives, run)
+        model = str(body.get("override_model") or DEFAULT_MODEL).rpartition("/")[2]
+        conversation.messages.append(("user_message", message, run.id))
+        turns = sum(1 for kind, _, _ in conversation.messages if kind == "user_message")
+        plan = self._plan(found, message, directives, run, history=(turns, model))
+        conversation.messages.append(("assistant_message", plan_answer(plan), run.id))
         if not streaming:
             return render_response(plan, run)
         include_pings = body.get("include_pings", True) is not False
+        delay = self.accept_delays.get(run.conversation_id or found.id, 0.0)
+        if delay > 0:
+            await anyio.sleep(delay)
         return StreamResponse(self, plan, run, include_pings=include_pings)
 
     def _agent_base(self, agent: SimAgent) -> Directives:
         return parse_directives(f"[[{agent.directives}]]", self.base)
 
-    def _plan(self, agent: SimAgent, message: str, d: Directives, run: SimRun) -> StreamPlan:
+    def _plan(
+        self,
+        agent: SimAgent,
+        message: str,
+        d: Directives,
+        run: SimRun,
+        *,
+        history: tuple[int, str],
+    ) -> StreamPlan:
         reasoning = expected_reasoning(agent.persona, message) if d.reasoning else None
         tool = d.tool if d.tool else None
-        return plan_stream(
+        if d.history:
+            answer = expected_history_answer(agent.persona, *history)
+        else:
             # The agent's own directives may set the length: say it in a block of our own.
-            answer=expected_answer(
+            answer = expected_answer(
                 agent.persona, f"[[words={d.words}]] {strip_directives(message)}"
-            ),
+            )
+        return plan_stream(
+            answer=answer,
             reasoning=reasoning,
             tool=tool,
             directives=d,

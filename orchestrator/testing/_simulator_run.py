@@ -21,6 +21,7 @@ class SimRun:
     id: str
     agent_id: str
     created_at: datetime
+    conversation_id: str | None = None
     status: str = "running"
     stop_reason: str | None = None
     completed_at: datetime | None = None
@@ -58,7 +59,7 @@ class SimRun:
             "created_at": iso(self.created_at),
             "completed_at": completed,
             "agent_id": self.agent_id,
-            "conversation_id": None,
+            "conversation_id": self.conversation_id,
             "base_template_id": None,
             "background": False,
             "metadata": {"run_type": "send_message"},

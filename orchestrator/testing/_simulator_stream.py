@@ -24,7 +24,14 @@ from starlette.types import Receive, Scope, Send
 from ._modelserver import Directives
 from ._simulator_run import SimRun
 
-__all__ = ["StepPlan", "StreamPlan", "StreamResponse", "plan_stream", "render_response"]
+__all__ = [
+    "StepPlan",
+    "StreamPlan",
+    "StreamResponse",
+    "plan_answer",
+    "plan_stream",
+    "render_response",
+]
 
 #: Prompt tokens Letta's system prompt, memory blocks and tool schemas add to every step.
 SYSTEM_PROMPT_TOKENS = 370
@@ -98,6 +105,11 @@ def plan_stream(
         directives.stall_at,
         prompt_tokens + SYSTEM_PROMPT_TOKENS,
     )
+
+
+def plan_answer(plan: StreamPlan) -> str:
+    """The answer text a plan streams when nothing interrupts it."""
+    return "".join(plan.steps[-1].content)
 
 
 _date_cache: tuple[int, str] = (0, "")
