@@ -21,7 +21,9 @@ from ._scripted import ScriptedSource as ScriptedSource
 
 if TYPE_CHECKING:
     from ._modelserver import DEFAULT_MODEL as DEFAULT_MODEL
+    from ._modelserver import HISTORY_MODEL as HISTORY_MODEL
     from ._modelserver import expected_answer as expected_answer
+    from ._modelserver import expected_history_answer as expected_history_answer
     from ._modelserver import expected_reasoning as expected_reasoning
     from ._modelserver import strip_directives as strip_directives
     from ._simulator import SimAgent as SimAgent
@@ -32,7 +34,9 @@ if TYPE_CHECKING:
 # in a base install, so the servers' names load on first use.
 _LAZY = {
     "DEFAULT_MODEL": "._modelserver",
+    "HISTORY_MODEL": "._modelserver",
     "expected_answer": "._modelserver",
+    "expected_history_answer": "._modelserver",
     "expected_reasoning": "._modelserver",
     "strip_directives": "._modelserver",
     "SimAgent": "._simulator",
@@ -52,6 +56,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "HISTORY_MODEL",
     "ScriptedDirectory",
     "ScriptedFactory",
     "ScriptedSource",
@@ -59,6 +64,7 @@ __all__ = [
     "Simulator",
     "create_agents",
     "expected_answer",
+    "expected_history_answer",
     "expected_reasoning",
     "strip_directives",
 ]

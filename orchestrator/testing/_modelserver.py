@@ -35,8 +35,16 @@ Directive grammar
     - ``fail_times=N``: fail only the first N requests with this prompt (same
       persona and user message), then succeed; without ``fail=`` the failure is
       ``500@0``.
+    - ``history``: answer with what the request carried instead of words: the
+      number of user turns in it and the requested model, see
+      :func:`expected_history_answer`. Tests of conversation isolation use it: a
+      fresh conversation answers ``turns=1``, a follow-up ``turns=2``.
 
     Example: ``"Summarise the news [[tps=50 words=40 reasoning fail=429@5]]"``.
+
+Every chat request is also recorded in memory (model, user turns, last user
+message; the newest :data:`REQUEST_RECORDS` of them) and served at
+``GET /_scripted/requests``, so a test can check which model a request asked for.
 
 Run it alone with ``python -m orchestrator.testing._modelserver --port 8799``.
 """
@@ -50,6 +58,7 @@ import math
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -63,10 +72,13 @@ from starlette.routing import Route
 __all__ = [
     "DEFAULT_EMBEDDING_DIM",
     "DEFAULT_MODEL",
+    "HISTORY_MODEL",
     "MODEL_PRESETS",
+    "REQUEST_RECORDS",
     "Directives",
     "create_app",
     "expected_answer",
+    "expected_history_answer",
     "expected_reasoning",
     "extract_persona",
     "parse_directives",
@@ -76,10 +88,14 @@ __all__ = [
 DEFAULT_MODEL = "scripted"
 """The model id of the default preset; in Letta its handle is ``openai-proxy/scripted``."""
 
+HISTORY_MODEL = "scripted-history"
+"""A model id that answers with what it was sent (the ``history`` directive)."""
+
 MODEL_PRESETS: Mapping[str, str] = {
     "scripted": "",
     "scripted-slow": "tps=20",
     "scripted-reasoning": "reasoning",
+    HISTORY_MODEL: "history",
 }
 """Model ids served by ``GET /v1/models`` and the directives each one implies."""
 
@@ -87,6 +103,9 @@ DEFAULT_EMBEDDING_DIM = 1536
 """Embedding size when the request names none (Letta's OpenAI embedding configs use 1536)."""
 
 DEFAULT_WORDS = 12
+
+REQUEST_RECORDS = 1000
+"""How many chat requests ``GET /_scripted/requests`` remembers (the newest)."""
 
 _DIRECTIVE_BLOCK = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 _PERSONA_VALUE = re.compile(r"<persona>.*?<value>\n?(.*?)\n?</value>", re.DOTALL)
@@ -120,6 +139,7 @@ class Directives:
     fail_at: int = 0
     stall_at: int | None = None
     fail_times: int | None = None
+    history: bool = False
 
 
 def parse_directives(user_message: str, base: Directives | None = None) -> Directives:
@@ -137,6 +157,8 @@ def _parse_tokens(body: str, result: Directives) -> Directives:
         key, sep, value = token.partition("=")
         if token == "reasoning":
             result = replace(result, reasoning=True)
+        elif token == "history":
+            result = replace(result, history=True)
         elif token.startswith("stall@"):
             result = replace(result, stall_at=int(token.removeprefix("stall@")))
         elif sep and key == "tps":
@@ -198,6 +220,17 @@ def expected_answer(persona: str, user_message: str) -> str:
     return f"{_persona_name(persona) or 'Agent'}: {' '.join(words)}."
 
 
+def expected_history_answer(persona: str, user_turns: int, model: str) -> str:
+    """Return the answer of the ``history`` directive (or the ``scripted-history`` model).
+
+    ``user_turns`` is the number of user messages in the model request (the current one
+    included) and ``model`` the model id the request named (in Letta, the handle without
+    its provider prefix: ``scripted-history`` for ``openai-proxy/scripted-history``).
+    Format: ``"<Name>: turns=N model=M."``.
+    """
+    return f"{_persona_name(persona) or 'Agent'}: turns={user_turns} model={model}."
+
+
 def expected_reasoning(persona: str, user_message: str) -> str:
     """Return the exact reasoning text streamed before the answer with ``reasoning``."""
     prompt = strip_directives(user_message)
@@ -236,6 +269,7 @@ class _Turn:
     persona: str
     user_message: str
     after_tool_result: bool
+    user_turns: int = 1
 
 
 def _read_turn(messages: Sequence[Mapping[str, Any]]) -> _Turn:
@@ -253,7 +287,8 @@ def _read_turn(messages: Sequence[Mapping[str, Any]]) -> _Turn:
         if role == "user":
             user_message = _unwrap_user_text(_content_text(message.get("content")))
             break
-    return _Turn(extract_persona(system), user_message, after_tool)
+    turns = sum(1 for m in messages if m.get("role") == "user")
+    return _Turn(extract_persona(system), user_message, after_tool, turns)
 
 
 def _tool_arguments(tool: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,6 +315,10 @@ class _ScriptedModel:
     def __init__(self, request_log: str | None = None) -> None:
         self.attempts: dict[tuple[str, str], int] = {}
         self.request_log = request_log
+        self.records: deque[dict[str, Any]] = deque(maxlen=REQUEST_RECORDS)
+
+    def requests(self, request: Request) -> Response:
+        return JSONResponse(list(self.records))
 
     def log(self, body: Mapping[str, Any]) -> None:
         if self.request_log:
@@ -319,6 +358,14 @@ class _ScriptedModel:
         model = str(body.get("model", DEFAULT_MODEL))
         messages: list[dict[str, Any]] = list(body.get("messages", []))
         turn = _read_turn(messages)
+        self.records.append(
+            {
+                "model": model,
+                "user_turns": turn.user_turns,
+                "user_message": turn.user_message,
+                "persona": turn.persona,
+            }
+        )
         try:
             base = _parse_tokens(MODEL_PRESETS.get(model, ""), Directives())
             directives = parse_directives(turn.user_message, base)
@@ -335,7 +382,7 @@ class _ScriptedModel:
             elif fail_status is None:
                 fail_status = 500
 
-        plan = _plan(turn, directives, body.get("tools") or [])
+        plan = _plan(turn, directives, body.get("tools") or [], model)
         prompt_tokens = sum(len(_content_text(m.get("content")).split()) for m in messages)
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -370,7 +417,9 @@ class _Plan:
         return len(self.reasoning) + len(self.content) + (1 if self.tool_call else 0)
 
 
-def _plan(turn: _Turn, directives: Directives, tools: Sequence[Mapping[str, Any]]) -> _Plan:
+def _plan(
+    turn: _Turn, directives: Directives, tools: Sequence[Mapping[str, Any]], model: str
+) -> _Plan:
     reasoning: list[str] = []
     if directives.reasoning:
         reasoning = _tokens(expected_reasoning(turn.persona, turn.user_message))
@@ -382,7 +431,11 @@ def _plan(turn: _Turn, directives: Directives, tools: Sequence[Mapping[str, Any]
         seed = hashlib.sha256(f"{turn.persona}\x00{turn.user_message}".encode()).hexdigest()
         call = (f"call_{seed[:24]}", directives.tool, json.dumps(_tool_arguments(tool)))
         return _Plan(reasoning, [], call)
-    return _Plan(reasoning, _tokens(expected_answer(turn.persona, turn.user_message)), None)
+    if directives.history:
+        answer = expected_history_answer(turn.persona, turn.user_turns, model)
+    else:
+        answer = expected_answer(turn.persona, turn.user_message)
+    return _Plan(reasoning, _tokens(answer), None)
 
 
 def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = None) -> str:
@@ -513,6 +566,7 @@ def create_app(request_log: str | None = None) -> Starlette:
         Route("/v1/models", model.models, methods=["GET"]),
         Route("/v1/chat/completions", model.chat, methods=["POST"]),
         Route("/v1/embeddings", model.embeddings, methods=["POST"]),
+        Route("/_scripted/requests", model.requests, methods=["GET"]),
     ]
     return Starlette(routes=routes)
 
