@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from ._models import ErrorResponse
+
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -56,6 +58,39 @@ class ApiError(Exception):
         self.details = details
 
 
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udXXX`` escapes, so any JSON writer
+    and UTF-8 encoder can carry it (client input quoted in an error message)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` of an error from a dependency, never with an empty message.
+
+    The causes' texts follow in parentheses (a client error wrapping a connection error);
+    an error without any text says so rather than ending in ``": "``.
+    """
+    text = str(exc).strip()
+    out = f"{type(exc).__name__}: {text}" if text else f"{type(exc).__name__} (no message)"
+    seen = {id(exc)}
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen and len(seen) < 4:
+        seen.add(id(cause))
+        cause_text = str(cause).strip()
+        if cause_text and cause_text != text:
+            out += f" ({type(cause).__name__}: {cause_text})"
+        cause = cause.__cause__ or cause.__context__
+    return printable(out)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries: each status answers with an :class:`ErrorResponse`."""
+    return {
+        status: {"model": ErrorResponse, "description": _STATUS_CODES.get(status, "error")}
+        for status in statuses
+    }
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     """The JSON body of an error (also used for WebSocket error frames)."""
     error: dict[str, Any] = {"code": code, "message": message}
@@ -68,8 +103,10 @@ def describe_validation(errors: Any) -> tuple[str, list[dict[str, Any]]]:
     """A one-line summary and JSON-safe details of pydantic validation errors."""
     details: list[dict[str, Any]] = []
     for err in errors:
-        loc = [str(part) for part in err.get("loc", ())]
-        details.append({"loc": loc, "msg": str(err.get("msg", "")), "type": err.get("type")})
+        # A location may be a key the client sent (an unknown field): quote it safely.
+        loc = [printable(str(part)) for part in err.get("loc", ())]
+        message = printable(str(err.get("msg", "")))
+        details.append({"loc": loc, "msg": message, "type": err.get("type")})
     summary = "; ".join(f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in details)
     return summary or "invalid request", details
 
@@ -96,11 +133,12 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = str(exc.detail)
         if exc.status_code == 400 and message == _FASTAPI_BODY_ERROR:
-            # FastAPI's answer to a body it cannot decode (not UTF-8): the same problem as
-            # malformed JSON, so the same documented 422 and code.
-            return JSONResponse(
-                error_body("invalid_json", "request body is not valid JSON (or not UTF-8)"), 422
-            )
+            # FastAPI's answer to a body it cannot decode (not UTF-8, nested past the
+            # parser's depth): the same problem as malformed JSON, so the same 422 and code.
+            why = "request body is not valid JSON (or not UTF-8)"
+            if isinstance(exc.__cause__, RecursionError):
+                why = "request body is nested too deeply to be parsed"
+            return JSONResponse(error_body("invalid_json", why), 422)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no endpoint at {request.url.path}"
         return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)

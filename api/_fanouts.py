@@ -7,33 +7,33 @@ events with the same ``id:``, with no gap and no duplicate.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request
+import orjson
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
-from orchestrator import (
-    FanOutExpiredError,
-    HubFanOut,
-    UnknownAgentError,
-    UnknownFanOutError,
-)
+from orchestrator import FanOutExpiredError, HubFanOut, UnknownAgentError
 
-from ._errors import ApiError, error_body
-from ._models import CancelAccepted, CancelRequest, FanOutCreated, FanOutRequest
-from ._state import ApiState, get_state, launch
+from ._errors import ApiError, error_body, error_responses
+from ._models import (
+    CancelAccepted,
+    CancelRequest,
+    FanOutCreated,
+    FanOutList,
+    FanOutRequest,
+    FanOutSummary,
+)
+from ._state import ApiState, State, find, launch
 
 logger = logging.getLogger("api")
 
 router = APIRouter(prefix="/v1/fanouts", tags=["fan-outs"])
-
-State = Annotated[ApiState, Depends(get_state)]
 
 # One SSE message, as OpenAPI describes an event stream: the fields of the message, with
 # ``data`` a JSON text holding an Event (or, for ``event: error``, an error's code and message).
@@ -74,16 +74,6 @@ _SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
 def events_url(fanout_id: str) -> str:
     """Where a fan-out's events can be read (and resumed)."""
     return f"/v1/fanouts/{fanout_id}/events"
-
-
-def find(state: ApiState, fanout_id: str) -> HubFanOut:
-    """The fan-out of that id; ``404`` unknown, ``410`` expired."""
-    try:
-        return state.require_hub().get(fanout_id)
-    except UnknownFanOutError as exc:
-        raise ApiError(404, "fanout_not_found", str(exc)) from None
-    except FanOutExpiredError as exc:
-        raise ApiError(410, "fanout_expired", str(exc)) from None
 
 
 class _EventStream(EventSourceResponse):
@@ -142,7 +132,7 @@ async def _sse_events(entry: HubFanOut, after: int) -> AsyncIterator[ServerSentE
     except FanOutExpiredError as exc:
         # Dropped between the check and the first read: tell the client why the stream ends.
         body = error_body("events_expired", str(exc))["error"]
-        yield ServerSentEvent(data=json.dumps(body), event="error")
+        yield ServerSentEvent(data=orjson.dumps(body).decode(), event="error")
 
 
 def wants_stream(request: Request) -> bool:
@@ -154,7 +144,7 @@ def wants_stream(request: Request) -> bool:
     "",
     status_code=201,
     response_model=FanOutCreated,
-    responses={**_SSE_RESPONSE, 413: {}, 422: {}, 429: {}},
+    responses={**_SSE_RESPONSE, **error_responses(413, 422, 429, 502, 503)},
     summary="Start a fan-out",
 )
 async def create_fanout(
@@ -175,7 +165,9 @@ async def create_fanout(
     return JSONResponse(created.model_dump(), 201, headers={"Location": url})
 
 
-@router.get("/{fanout_id}/events", responses={**_SSE_RESPONSE, 404: {}, 410: {}, 422: {}})
+@router.get(
+    "/{fanout_id}/events", responses={**_SSE_RESPONSE, **error_responses(404, 410, 422, 503)}
+)
 async def fanout_events(
     fanout_id: str,
     state: State,
@@ -199,7 +191,7 @@ async def fanout_events(
     "/{fanout_id}/cancel",
     status_code=202,
     response_model=CancelAccepted,
-    responses={404: {}, 410: {}, 422: {}},
+    responses=error_responses(404, 410, 422, 503),
 )
 async def cancel_fanout(
     fanout_id: str, state: State, body: Annotated[CancelRequest | None, Body()] = None
@@ -218,13 +210,25 @@ async def cancel_fanout(
     return CancelAccepted(fanout_id=fanout_id, agent_id=agent_id, cancelled=cancelled)
 
 
-@router.get("/{fanout_id}", responses={404: {}, 410: {}})
+# ``exclude_unset``: an agent's summary holds the fields of its state only (``stop_reason``
+# when done, ``code`` and ``message`` on error, ...), not every field as null.
+@router.get(
+    "/{fanout_id}",
+    response_model=FanOutSummary,
+    response_model_exclude_unset=True,
+    responses=error_responses(404, 410, 503),
+)
 async def get_fanout(fanout_id: str, state: State) -> dict[str, Any]:
     """State, options and per-agent summary of a fan-out."""
     return find(state, fanout_id).summary()
 
 
-@router.get("")
+@router.get(
+    "",
+    response_model=FanOutList,
+    response_model_exclude_unset=True,
+    responses=error_responses(422, 503),
+)
 async def list_fanouts(
     state: State, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> dict[str, Any]:

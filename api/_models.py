@@ -1,12 +1,118 @@
-"""Request and response bodies of the API (pydantic), shared by HTTP and WebSocket."""
+"""Request and response bodies of the API (pydantic), shared by HTTP and WebSocket.
+
+Every string a client sends is checked at the edge: :data:`Text` (a message) and
+:data:`Name` (an id, a name, a label, a request id) refuse lone surrogates such as
+``"\\ud800"`` (valid JSON, but not Unicode text: no UTF-8 encoder, JSON writer or HTTP
+response can carry them) and control characters (``Text`` keeps tab and line breaks),
+with an error naming the field. The same rule holds for config and prompt files.
+
+Response models say what each endpoint returns, so the OpenAPI document is the contract.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
-from orchestrator import AgentRef, FanOutOptions, OnDisconnect
+from orchestrator import (
+    AgentRef,
+    AgentState,
+    CancelReason,
+    FanOutOptions,
+    OnDisconnect,
+    Overflow,
+)
+
+# What a string may not hold. Surrogates (U+D800..U+DFFF) only ever occur alone in a Python
+# string decoded from JSON escapes; control characters other than tab and line breaks have
+# no place in a prompt (PostgreSQL behind Letta refuses NUL), none at all in a name.
+_BAD_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_BAD_IN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+# The same rules as JSON Schema patterns, so generated clients and fuzzers know them.
+# Surrogates are left out: a JSON Schema pattern may be matched per UTF-16 code unit, where
+# a range of surrogates would also refuse every character outside the BMP.
+_TEXT_CHAR = r"[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]"
+_NAME_CHAR = r"[^\u0000-\u001f\u007f-\u009f]"
+_TEXT_PATTERN = f"^{_TEXT_CHAR}*$"
+_NAME_PATTERN = f"^{_NAME_CHAR}*$"
+_MESSAGE_PATTERN = (
+    rf"^{_TEXT_CHAR}*[^\s\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]{_TEXT_CHAR}*$"
+)
+
+
+def text_problem(value: str, *, name: bool = False) -> str | None:
+    """What makes ``value`` unfit as text (or, with ``name=True``, as a name), else ``None``."""
+    match = (_BAD_IN_NAME if name else _BAD_IN_TEXT).search(value)
+    if match is None:
+        return None
+    char = match.group()
+    where = f"U+{ord(char):04X} at character {match.start() + 1}"
+    if "\ud800" <= char <= "\udfff":
+        return f"is not valid Unicode text: lone surrogate {where}"
+    return f"holds control character {where}, not allowed in {'a name' if name else 'text'}"
+
+
+def _check_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("invalid_text", "string {problem}", {"problem": problem})
+    return value
+
+
+def _check_name(value: str) -> str:
+    problem = text_problem(value, name=True)
+    if problem is not None:
+        raise PydanticCustomError("invalid_text", "string {problem}", {"problem": problem})
+    return value
+
+
+def _check_message(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError(
+            "blank_message", "message must hold some text, not only whitespace"
+        )
+    return value
+
+
+class _Pattern:
+    """Adds ``pattern`` to a string's JSON Schema (the validators above enforce it)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
+#: Free text (a prompt): valid Unicode, no control characters but tab, LF and CR.
+Text = Annotated[str, AfterValidator(_check_text), _Pattern(_TEXT_PATTERN)]
+#: One line naming something (an id, a name, a label): valid Unicode, no control character.
+Name = Annotated[str, AfterValidator(_check_name), _Pattern(_NAME_PATTERN)]
+#: The message of a fan-out: text with at least one character that is not whitespace.
+Message = Annotated[
+    str,
+    AfterValidator(_check_text),
+    AfterValidator(_check_message),
+    _Pattern(_MESSAGE_PATTERN),
+]
+#: A number of seconds: finite (``Infinity`` and ``NaN`` are refused, naming the field).
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class AgentSpec(BaseModel):
@@ -24,9 +130,9 @@ class AgentSpec(BaseModel):
         },
     )
 
-    agent_id: str | None = Field(default=None, min_length=1)
-    name: str | None = Field(default=None, min_length=1)
-    label: str | None = None
+    agent_id: Annotated[Name, Field(min_length=1)] | None = None
+    name: Annotated[Name, Field(min_length=1)] | None = None
+    label: Name | None = None
 
     @model_validator(mode="after")
     def _one_reference(self) -> AgentSpec:
@@ -43,27 +149,33 @@ class OptionsSpec(BaseModel):
     """How the fan-out runs (see ``FanOutOptions``) and what a disconnect does.
 
     ``on_disconnect`` defaults to ``cancel`` for streaming requests (SSE, WebSocket) and to
-    ``continue`` for background ones (``201``).
+    ``continue`` for background ones (``201``). Times are finite numbers of seconds.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     buffer: int = Field(default=64, ge=1, le=100_000)
-    overflow: Literal["coalesce", "block"] = "coalesce"
+    overflow: Overflow = "coalesce"
     policy: str = Field(default="all", pattern=r"^(all|first|quorum:[1-9][0-9]*)$")
-    timeout_s: float | None = Field(default=None, gt=0)
-    first_token_timeout_s: float | None = Field(default=None, gt=0)
-    on_disconnect: Literal["cancel", "continue"] | None = None
+    timeout_s: Seconds | None = None
+    first_token_timeout_s: Seconds | None = None
+    #: An agent silent this long ends with ``agent_error`` ``stalled``; ``0`` turns it
+    #: off; null keeps the core's default.
+    idle_timeout_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    on_disconnect: OnDisconnect | None = None
 
     def to_options(self) -> FanOutOptions:
         """The core options (validated again by the core when the fan-out starts)."""
-        return FanOutOptions(
+        options = FanOutOptions(
             buffer=self.buffer,
             overflow=self.overflow,
             policy=self.policy,
             timeout_s=self.timeout_s,
             first_token_timeout_s=self.first_token_timeout_s,
         )
+        if self.idle_timeout_s is None:
+            return options
+        return FanOutOptions.resolve(options, {"idle_timeout_s": self.idle_timeout_s})
 
     def disconnect_policy(self, *, streaming: bool) -> OnDisconnect:
         """``on_disconnect`` as given, else the default for the kind of request."""
@@ -89,7 +201,7 @@ class FanOutRequest(BaseModel):
     )
 
     agents: list[AgentSpec] = Field(min_length=1)
-    message: str
+    message: Message
     options: OptionsSpec = Field(default_factory=OptionsSpec)
 
 
@@ -97,7 +209,7 @@ class StartFrame(FanOutRequest):
     """WebSocket frame ``{"type": "start", ...}``; ``request_id`` is echoed in the ack."""
 
     type: Literal["start"]
-    request_id: str | None = None
+    request_id: Name | None = None
 
 
 class CancelRequest(BaseModel):
@@ -105,15 +217,15 @@ class CancelRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    agent_id: str | None = None
+    agent_id: Name | None = None
 
 
 class CancelFrame(CancelRequest):
     """WebSocket frame ``{"type": "cancel", "fanout_id", "agent_id"?}``."""
 
     type: Literal["cancel"]
-    fanout_id: str
-    request_id: str | None = None
+    fanout_id: Name
+    request_id: Name | None = None
 
 
 class FanOutCreated(BaseModel):
@@ -138,6 +250,144 @@ class AgentListing(BaseModel):
     name: str
     model: str | None = None
     description: str | None = None
+
+
+class FanOutBrief(BaseModel):
+    """One fan-out in ``GET /v1/fanouts``: its state and size, without its agents."""
+
+    fanout_id: str
+    state: Literal["running", "finished"]
+    prompt: str
+    #: Unix times.
+    created_at: float
+    finished_at: float | None
+    #: Events so far (the next event's index).
+    events: int
+    #: Streaming readers connected now.
+    watchers: int
+    #: Why the fan-out failed as a whole (a bug, not an agent's error), else null.
+    error: str | None
+
+
+class FanOutList(BaseModel):
+    """Answer of ``GET /v1/fanouts``: retained fan-outs, newest first."""
+
+    fanouts: list[FanOutBrief]
+
+
+class OptionsView(BaseModel):
+    """The options a fan-out runs with (``FanOutOptions``) and its ``on_disconnect``."""
+
+    # Options the core adds later are passed on as they are.
+    model_config = ConfigDict(extra="allow")
+
+    buffer: int
+    overflow: Overflow
+    policy: str
+    timeout_s: float | None = None
+    first_token_timeout_s: float | None = None
+    cancel_timeout_s: float | None = None
+    idle_timeout_s: float | None = None
+    on_disconnect: OnDisconnect
+
+
+class MetricsView(BaseModel):
+    """An agent's timing: time to first token, duration, output rate (null until known)."""
+
+    ttft_s: float | None = None
+    duration_s: float | None = None
+    tokens_per_s: float | None = None
+
+
+class AgentSummary(BaseModel):
+    """One agent of ``GET /v1/fanouts/{id}``.
+
+    While the fan-out runs: ``buffered`` and ``paused`` (its buffer). Once it has ended, the
+    per-agent summary of ``fanout_done``: ``stop_reason`` and ``text_length`` (done),
+    ``code`` and ``message`` (error) or ``reason`` (cancelled), and ``metrics``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    label: str
+    state: AgentState
+    events: int
+    buffered: int | None = None
+    paused: bool | None = None
+    stop_reason: str | None = None
+    text_length: int | None = None
+    code: str | None = None
+    message: str | None = None
+    reason: CancelReason | None = None
+    metrics: MetricsView | None = None
+
+
+class FanOutSummary(FanOutBrief):
+    """Answer of ``GET /v1/fanouts/{id}``: state, options and every agent by id."""
+
+    options: OptionsView
+    #: The oldest event a reader can still replay.
+    first_retained_index: int
+    agents: dict[str, AgentSummary]
+
+
+class LettaHealth(BaseModel):
+    """Whether the agent directory (the Letta server) answered the health check."""
+
+    ok: bool
+    #: Agents listed (when ``ok``).
+    agents: int | None = None
+    #: What went wrong (when not ``ok``): the error's type and text, or what timed out.
+    error: str | None = None
+
+
+class Health(BaseModel):
+    """Answer of ``GET /healthz``."""
+
+    status: Literal["ok", "degraded"]
+    protocol_version: int
+    letta: LettaHealth
+    active_fanouts: int
+
+
+class PresetAgent(BaseModel):
+    """An agent of a preset, as a ``POST /v1/fanouts`` body names it."""
+
+    label: Name
+    agent_id: Name | None = None
+    name: Name | None = None
+
+
+class Preset(BaseModel):
+    """A panel config of the configs folder, ready to send back as a fan-out."""
+
+    #: The file's name without its extension.
+    id: Name
+    file: Name
+    title: Name
+    description: Text | None = None
+    agents: list[PresetAgent]
+    prompts: list[Text]
+    #: Only what a ``POST /v1/fanouts`` body accepts.
+    options: OptionsSpec
+
+
+class PresetError(BaseModel):
+    """A file of the configs folder that could not be offered, and why."""
+
+    file: str
+    message: str
+
+
+class PresetList(BaseModel):
+    """Answer of ``GET /v1/presets``.
+
+    Files that are not panels (batch configs) are left out; files that could not be read
+    (too large, unreadable) or hold values a fan-out would refuse are listed in ``errors``.
+    """
+
+    presets: list[Preset]
+    errors: list[PresetError] = Field(default_factory=list)
 
 
 class ErrorDetail(BaseModel):

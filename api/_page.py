@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from orchestrator import ConfigError, PanelConfig, load_panel
-
 from ._auth import bearer_scheme, require_key
-from ._models import OptionsSpec
+from ._models import PresetList
+from ._presets import PresetCache
 
 __all__ = ["CONTENT_SECURITY_POLICY", "STATIC_DIR", "create_page_router", "page_router"]
 
@@ -68,11 +66,12 @@ def create_page_router(configs_dir: str | Path = "configs") -> APIRouter:
     ``configs_dir`` is the folder whose panel YAML files (see
     :class:`~orchestrator.PanelConfig`) are offered as presets by ``GET /v1/presets``; a
     relative path is resolved against the working directory at each request, so presets
-    added while the server runs show up.
+    added while the server runs show up. Files are parsed in a worker thread, once per
+    change (see :class:`~api._presets.PresetCache`).
     """
     router = APIRouter()
     static = StaticFiles(directory=STATIC_DIR)
-    configs = Path(configs_dir)
+    presets = PresetCache(configs_dir)
 
     # HEAD too: link checkers, caches and curl -I ask for headers only.
     @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
@@ -90,63 +89,24 @@ def create_page_router(configs_dir: str | Path = "configs") -> APIRouter:
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    @router.get("/v1/presets", tags=["panel"], dependencies=[Depends(bearer_scheme)])
-    async def list_presets(request: Request) -> dict[str, Any]:
+    # exclude_unset: a preset agent has agent_id or name, not the other one as null.
+    @router.get(
+        "/v1/presets",
+        tags=["panel"],
+        dependencies=[Depends(bearer_scheme)],
+        response_model=PresetList,
+        response_model_exclude_unset=True,
+    )
+    async def list_presets(request: Request) -> PresetList:
         """Panel presets: every panel YAML file in the configs folder, with its agents."""
         # The page and its files are public (a browser cannot send a key to load them);
         # presets name agents, so they are guarded like /v1/agents when the app has a key.
         api = getattr(request.app.state, "api", None)
         if api is not None:
             require_key(api.settings.api_key, request)
-        return {"presets": read_presets(configs)}
+        return await presets.aread()
 
     return router
-
-
-def read_presets(configs: Path) -> list[dict[str, Any]]:
-    """Every file of ``configs`` that is a valid panel config, as a JSON-ready preset.
-
-    Files that are not panels (batch configs, broken files) are left out and logged: the
-    picker offers what can run; ``orchestrator agents list`` reports config errors.
-    """
-    if not configs.is_dir():
-        return []
-    out: list[dict[str, Any]] = []
-    for path in sorted([*configs.glob("*.yaml"), *configs.glob("*.yml")]):
-        try:
-            panel = load_panel(path)
-        except ConfigError as exc:
-            logger.info("not a panel preset: %s", str(exc).splitlines()[0])
-            continue
-        out.append(_preset(path, panel))
-    return out
-
-
-def _preset(path: Path, panel: PanelConfig) -> dict[str, Any]:
-    agents = []
-    for ref in panel.refs():
-        entry: dict[str, Any] = {"label": ref.label}
-        if ref.agent_id:
-            entry["agent_id"] = ref.agent_id
-        else:
-            entry["name"] = ref.name
-        agents.append(entry)
-    return {
-        "id": path.stem,
-        "file": path.name,
-        "title": panel.title or path.stem,
-        "description": panel.description,
-        "agents": agents,
-        "prompts": list(panel.prompts),
-        "options": _request_options(panel),
-    }
-
-
-def _request_options(panel: PanelConfig) -> dict[str, Any]:
-    # The page sends these back in POST /v1/fanouts, whose body rejects unknown keys: keep
-    # only what a request may set (e.g. not cancel_timeout_s, a server-side setting).
-    allowed = OptionsSpec.model_fields
-    return {k: v for k, v in panel.options.kwargs().items() if k in allowed and v is not None}
 
 
 #: The router for ``app.include_router(page_router)``, reading presets from ``./configs``.

@@ -1,18 +1,30 @@
 """What the app's endpoints share: settings, the agent directory, the hub and metrics.
 
-:func:`launch` is the one way a fan-out starts, for HTTP and WebSocket alike, so both
-apply the same limits and report the same errors.
+:data:`State` is the dependency that hands an endpoint the app's :class:`ApiState`;
+:func:`find` is the one lookup of a fan-out (``404`` unknown, ``410`` expired) and
+:func:`launch` the one way a fan-out starts, for HTTP and WebSocket alike, so both apply
+the same limits and report the same errors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from orchestrator import AgentDirectory, CapacityError, ConfigError, FanOutHub, HubFanOut
+from orchestrator import (
+    AgentDirectory,
+    CapacityError,
+    ConfigError,
+    FanOutExpiredError,
+    FanOutHub,
+    HubFanOut,
+    UnknownFanOutError,
+)
 
-from ._errors import ApiError
+from ._errors import ApiError, describe_exception
 from ._metrics import ApiMetrics
 from ._models import FanOutRequest
 from ._settings import ApiSettings
@@ -38,6 +50,20 @@ def get_state(conn: HTTPConnection) -> ApiState:
     """The :class:`ApiState` of the app serving ``conn`` (a FastAPI dependency)."""
     state: ApiState = conn.app.state.api
     return state
+
+
+#: An endpoint parameter of this type receives the app's :class:`ApiState`.
+State = Annotated[ApiState, Depends(get_state)]
+
+
+def find(state: ApiState, fanout_id: str) -> HubFanOut:
+    """The fan-out of that id; ``404`` unknown, ``410`` expired."""
+    try:
+        return state.require_hub().get(fanout_id)
+    except UnknownFanOutError as exc:
+        raise ApiError(404, "fanout_not_found", str(exc)) from None
+    except FanOutExpiredError as exc:
+        raise ApiError(410, "fanout_expired", str(exc)) from None
 
 
 def check_limits(settings: ApiSettings, body: FanOutRequest) -> None:
@@ -80,7 +106,7 @@ async def launch(
         sources = await state.directory.sources([a.to_ref() for a in body.agents])
     except Exception as exc:
         raise ApiError(
-            502, "directory_unavailable", f"could not resolve agents: {type(exc).__name__}: {exc}"
+            502, "directory_unavailable", f"could not resolve agents: {describe_exception(exc)}"
         ) from None
     try:
         entry = hub.start(

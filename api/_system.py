@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
-from orchestrator import PROTOCOL_VERSION, event_schema
+from orchestrator import PROTOCOL_VERSION, AgentDirectory, AgentInfo, event_schema
 
-from ._errors import ApiError
-from ._models import AgentListing
-from ._state import ApiState, get_state
-
-State = Annotated[ApiState, Depends(get_state)]
+from ._errors import ApiError, describe_exception, error_responses
+from ._models import AgentListing, Health, LettaHealth
+from ._state import State
 
 router = APIRouter(tags=["server"])
 open_router = APIRouter(tags=["server"])
 
 
-@router.get("/v1/agents", response_model=list[AgentListing], responses={502: {}})
+@router.get("/v1/agents", response_model=list[AgentListing], responses=error_responses(502))
 async def list_agents(state: State) -> list[AgentListing]:
     """The agents the server can fan out to (for pickers in UIs)."""
+    timeout_s = max(state.settings.health_timeout_s, 10.0)
     try:
-        with anyio.fail_after(max(state.settings.health_timeout_s, 10.0)):
-            infos = await state.directory.list_agents()
+        infos = await _list_agents(state.directory, timeout_s)
     except Exception as exc:
         raise ApiError(
-            502, "directory_unavailable", f"could not list agents: {type(exc).__name__}: {exc}"
+            502, "directory_unavailable", f"could not list agents: {describe_exception(exc)}"
         ) from None
     return [
         AgentListing(agent_id=i.agent_id, name=i.name, model=i.model, description=i.description)
@@ -37,32 +35,49 @@ async def list_agents(state: State) -> list[AgentListing]:
     ]
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(state: State) -> Response:
     """Prometheus metrics: fan-outs, agent streams, events, time to first token, cancels."""
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
 
-@open_router.get("/healthz")
-async def healthz(state: State) -> dict[str, Any]:
+@open_router.get("/healthz", response_model=Health, response_model_exclude_none=True)
+async def healthz(state: State) -> Health:
     """Liveness, and whether the agent directory (the Letta server) answers.
 
-    Always `200` while the API runs; `status` is `degraded` when Letta does not answer.
+    Always `200` while the API runs; `status` is `degraded` when Letta does not answer, and
+    `letta.error` says why (the error's type and text, or how long it waited).
     """
-    letta: dict[str, Any]
     try:
-        with anyio.fail_after(state.settings.health_timeout_s):
-            agents = await state.directory.list_agents()
-        letta = {"ok": True, "agents": len(agents)}
+        agents = await _list_agents(state.directory, state.settings.health_timeout_s)
+        letta = LettaHealth(ok=True, agents=len(agents))
     except Exception as exc:
-        letta = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        letta = LettaHealth(ok=False, error=describe_exception(exc))
     hub = state.hub
-    return {
-        "status": "ok" if letta["ok"] else "degraded",
-        "protocol_version": PROTOCOL_VERSION,
-        "letta": letta,
-        "active_fanouts": hub.active if hub else 0,
-    }
+    return Health(
+        status="ok" if letta.ok else "degraded",
+        protocol_version=PROTOCOL_VERSION,
+        letta=letta,
+        active_fanouts=hub.active if hub else 0,
+    )
+
+
+async def _list_agents(directory: AgentDirectory, timeout_s: float) -> list[AgentInfo]:
+    # anyio's deadline raises a TimeoutError without text: say what waited, and how long.
+    with anyio.move_on_after(timeout_s):
+        return list(await directory.list_agents())
+    raise TimeoutError(
+        f"the agent directory (the Letta server) did not answer within {timeout_s:g} s"
+    )
 
 
 def install_openapi(app: FastAPI) -> None:

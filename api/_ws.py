@@ -10,15 +10,19 @@ Server frames: every event of the fan-outs started on this socket (the same JSON
 ...}`` and ``{"type": "error", "code", "message", "request_id"?}``. A malformed frame gets
 an error frame; the socket stays open. Closing the socket counts as a disconnect for every
 fan-out started on it (cancelled unless ``on_disconnect`` is ``continue``).
+
+Frames are strict JSON both ways (orjson): ``NaN``, ``Infinity``, numbers out of range,
+lone surrogates and nesting deeper than 1024 levels are ``invalid_json``, and nothing the
+server sends can hold them. ``request_id`` is echoed when it is a string of valid text.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import anyio
+import orjson
 from anyio.abc import TaskGroup
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
@@ -27,10 +31,9 @@ from starlette.websockets import WebSocketDisconnect
 from orchestrator import HubFanOut, UnknownAgentError
 
 from ._auth import key_matches
-from ._errors import ApiError, describe_validation
-from ._fanouts import find
-from ._models import CancelFrame, StartFrame
-from ._state import ApiState, get_state, launch
+from ._errors import ApiError, describe_validation, printable
+from ._models import CancelFrame, StartFrame, text_problem
+from ._state import ApiState, find, get_state, launch
 
 logger = logging.getLogger("api")
 
@@ -62,7 +65,7 @@ class _Session:
             self.tg.cancel_scope.cancel()
 
     async def send_json(self, obj: dict[str, Any]) -> None:
-        await self.send(json.dumps(obj, separators=(",", ":")))
+        await self.send(orjson.dumps(obj).decode())
 
     async def error(self, code: str, message: str, request_id: Any = None, **extra: Any) -> None:
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
@@ -73,14 +76,14 @@ class _Session:
 
     async def handle(self, raw: str | bytes | None) -> None:
         try:
-            frame = json.loads(raw) if raw is not None else None
-        except ValueError as exc:
+            frame = orjson.loads(raw) if raw is not None else None
+        except orjson.JSONDecodeError as exc:
             await self.error("invalid_json", f"frame is not valid JSON: {exc}")
             return
         if not isinstance(frame, dict):
             await self.error("invalid_frame", "a frame must be a JSON object")
             return
-        request_id = frame.get("request_id")
+        request_id = _echoable(frame.get("request_id"))
         kind = frame.get("type")
         try:
             if kind == "start":
@@ -90,7 +93,7 @@ class _Session:
             else:
                 await self.error(
                     "unknown_frame_type",
-                    f"frame type must be 'start' or 'cancel', got {kind!r}",
+                    f"frame type must be 'start' or 'cancel', got {_preview(kind)}",
                     request_id,
                 )
         except ValidationError as exc:
@@ -98,6 +101,14 @@ class _Session:
             await self.error("invalid_request", summary, request_id, details=details)
         except ApiError as exc:
             await self.error(exc.code, exc.message, request_id)
+        except (WebSocketDisconnect, OSError):
+            raise
+        except Exception:
+            # A bug met by one frame must not end the other fan-outs of this socket.
+            logger.exception("WebSocket frame of type %s failed", _preview(kind))
+            await self.error(
+                "internal_error", "the server failed to handle this frame (see its log)", request_id
+            )
 
     async def _start(self, frame: StartFrame) -> None:
         entry = await launch(self.state, frame, streaming=True, transport="websocket")
@@ -132,6 +143,24 @@ class _Session:
         async with entry.watch() as sub:
             async for event in sub:
                 await self.send(event.to_json())
+
+
+def _echoable(request_id: Any) -> str | None:
+    # Only a string of valid text goes back: anything else could not be written as JSON
+    # (a lone surrogate) or is not what the protocol echoes.
+    if isinstance(request_id, str) and text_problem(request_id, name=True) is None:
+        return request_id
+    return None
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    # Never repr() a container: a frame may nest 1024 levels, deeper than repr() can go.
+    if isinstance(value, str):
+        text = printable(repr(value[:limit]))
+        return text + "..." if len(value) > limit else text
+    if isinstance(value, list | dict):
+        return "an array" if isinstance(value, list) else "an object"
+    return printable(repr(value))
 
 
 @router.websocket("/v1/ws")

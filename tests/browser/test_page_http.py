@@ -82,7 +82,12 @@ async def test_presets_list_panel_configs_only(tmp_path: Path) -> None:
             "agents": [{"label": "A", "agent_id": "alpha"}, {"label": "beta", "name": "beta"}],
             "prompts": ["hello"],
             # Only what a POST /v1/fanouts body accepts (not cancel_timeout_s).
-            "options": {"buffer": 64, "overflow": "coalesce", "policy": "first"},
+            "options": {
+                "buffer": 64,
+                "overflow": "coalesce",
+                "policy": "first",
+                "idle_timeout_s": 60.0,
+            },
         }
     ]
 
