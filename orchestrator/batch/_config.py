@@ -20,6 +20,12 @@ Shape (every key but ``agents`` and the prompts is optional)::
 
 Every error names the file, the line and the key (``configs/batch.yaml:12: limits.streams:
 ...``; for a prompts file, its own line and column), and nothing runs.
+
+A prompts file is refused when it is larger than :data:`MAX_PROMPTS_FILE_BYTES` (before it
+is parsed) or holds more than :data:`MAX_PROMPTS` prompts, and the prompts of a run may
+render to at most :data:`MAX_PROMPT_TEXT` characters in all. Its strings follow the config's
+rules for text (``docs/config-limits.md``): valid Unicode, no control characters but tab and
+line breaks, none at all in an ``id``.
 """
 
 from __future__ import annotations
@@ -48,15 +54,25 @@ from ..config._config import (
     load_yaml,
     validate_config,
 )
+from ..config._text import Name, text_problem
+from ..config._yaml import read_limited
 from ._plan import BatchPlan, PromptItem, RetryPolicy
 
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
+
+#: Largest prompts file read, in bytes: tens of thousands of prompts.
+MAX_PROMPTS_FILE_BYTES = 16 << 20
+#: Most prompts in one batch (inline or from a file).
+MAX_PROMPTS = 100_000
+#: Most characters the prompts of one batch render to, in all: a template is rendered once
+#: per prompt, so a large template times many prompts is refused here.
+MAX_PROMPT_TEXT = 64 << 20
 
 
 class PromptEntry(ConfigModel):
     """One inline prompt: its ``text``, or ``vars`` for the template, or both."""
 
-    id: str | None = Field(default=None, min_length=1)
+    id: Name | None = Field(default=None, min_length=1)
     text: str | None = None
     vars: dict[str, Scalar] = Field(default_factory=dict)
 
@@ -74,7 +90,7 @@ class RetrySettings(ConfigModel):
     attempts: int = Field(default=3, ge=1, le=20)
     backoff_s: float = Field(default=1.0, ge=0)
     max_backoff_s: float = Field(default=30.0, ge=0)
-    on_codes: tuple[str, ...] = ()
+    on_codes: tuple[Name, ...] = ()
 
 
 class OutputSettings(ConfigModel):
@@ -212,6 +228,7 @@ def _prompts(config: BatchConfig, path: Path, lines: LineMap) -> list[PromptItem
     template = config.template
     needed = _fields(template) if template else set()
     items: list[PromptItem] = []
+    budget = _Budget(MAX_PROMPT_TEXT)
     if config.prompts_file:
         file = path.parent / config.prompts_file
         for line, row in _read_rows(file, where):
@@ -225,6 +242,7 @@ def _prompts(config: BatchConfig, path: Path, lines: LineMap) -> list[PromptItem
                     template,
                     needed,
                     partial(_fail_file, file, line),
+                    budget,
                 )
             )
     else:
@@ -239,16 +257,33 @@ def _prompts(config: BatchConfig, path: Path, lines: LineMap) -> list[PromptItem
                     template,
                     needed,
                     partial(_fail_inline, where, n),
+                    budget,
                 )
             )
-    ids = [item.prompt_id for item in items]
-    for n, prompt_id in enumerate(ids):
-        if ids.index(prompt_id) != n:
+    if len(items) > MAX_PROMPTS:
+        where.fail(("prompts",), f"more than {MAX_PROMPTS:,} prompts in one batch")
+    seen: set[str] = set()
+    for item in items:
+        if item.prompt_id in seen:
             origin = config.prompts_file or "prompts"
             raise ConfigError(
-                f"{path}:{lines.line(('prompts',))}: {origin}: duplicate id {prompt_id!r}"
+                f"{path}:{lines.line(('prompts',))}: {origin}: duplicate id {item.prompt_id!r}"
             )
+        seen.add(item.prompt_id)
     return items
+
+
+class _Budget:
+    """Characters the rendered prompts may still take."""
+
+    def __init__(self, chars: int) -> None:
+        self.left = chars
+
+    def take(self, text: str, fail: Callable[[str, str], NoReturn]) -> str:
+        self.left -= len(text)
+        if self.left < 0:
+            fail("text", f"the prompts render to more than {MAX_PROMPT_TEXT:,} characters")
+        return text
 
 
 def _render(
@@ -258,20 +293,26 @@ def _render(
     template: str | None,
     needed: set[str],
     fail: Callable[[str, str], NoReturn],
+    budget: _Budget,
 ) -> PromptItem:
     if not isinstance(prompt_id, str) or not prompt_id:
         fail("id", f"must be a non-empty string, got {prompt_id!r}")
+    problem = text_problem(prompt_id, name=True)
+    if problem is not None:
+        fail("id", problem[1])
     if text is not None and not isinstance(text, str):
         fail("text", f"must be a string, got {type(text).__name__}")
     if template is None:
         if not text:
             fail("text", "missing prompt text (and no 'template' to build it from)")
-        return PromptItem(prompt_id, text, dict(variables))
+        return PromptItem(prompt_id, budget.take(text, fail), dict(variables))
     values = {**variables, **({"text": text} if text is not None else {})}
     missing = sorted(needed - values.keys())
     if missing:
         fail(missing[0], f"template variable {missing[0]!r} has no value")
-    return PromptItem(prompt_id, template.format_map(values), dict(values))
+    if len(template) > budget.left:
+        fail("text", f"the prompts render to more than {MAX_PROMPT_TEXT:,} characters")
+    return PromptItem(prompt_id, budget.take(template.format_map(values), fail), dict(values))
 
 
 def _fail_inline(where: _Where, n: int, key: str, message: str) -> NoReturn:
@@ -284,35 +325,70 @@ def _fail_file(file: Path, line: int, key: str, message: str) -> NoReturn:
 
 def _read_rows(file: Path, where: _Where) -> list[tuple[int, dict[str, Any]]]:
     """``(line, row)`` pairs of a JSONL or CSV prompts file."""
+    suffix = file.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        where.fail(("prompts_file",), "must end in .jsonl, .ndjson or .csv")
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_limited(file, MAX_PROMPTS_FILE_BYTES, "prompts file")
     except OSError as exc:
         where.fail(("prompts_file",), f"cannot read {file}: {exc.strerror or exc}")
+    rows = _csv_rows(file, text) if suffix == ".csv" else _jsonl_rows(file, text)
+    if not rows:
+        where.fail(("prompts_file",), f"{file} has no prompts")
+    return rows
+
+
+def _csv_rows(file: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     rows: list[tuple[int, dict[str, Any]]] = []
-    if file.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         if not reader.fieldnames:
             _fail_file(file, 1, "(header)", "a CSV prompts file needs a header row")
         for row in reader:
             if None in row:
                 _fail_file(file, reader.line_num, "(row)", "more values than header columns")
-            rows.append((reader.line_num, {k: v for k, v in row.items() if k is not None}))
-    elif file.suffix.lower() in (".jsonl", ".ndjson"):
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip() or line.lstrip().startswith("//"):
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                _fail_file(file, n, "(line)", f"not valid JSON: {exc}")
-            if not isinstance(row, dict):
-                _fail_file(file, n, "(line)", "each line must be a JSON object")
-            for key, value in row.items():
-                if not isinstance(value, str | int | float | bool):
-                    _fail_file(file, n, key, "values must be strings, numbers or booleans")
-            rows.append((n, row))
-    else:
-        where.fail(("prompts_file",), "must end in .jsonl, .ndjson or .csv")
-    if not rows:
-        where.fail(("prompts_file",), f"{file} has no prompts")
+            row = {k: v for k, v in row.items() if k is not None}
+            _check_row(file, reader.line_num, row, len(rows))
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        # A field over csv's size limit (128 KiB), a stray quote, a NUL byte.
+        _fail_file(file, reader.line_num, "(row)", f"not valid CSV: {exc}")
     return rows
+
+
+def _jsonl_rows(file: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("//"):
+            continue
+        try:
+            row = json.loads(line, parse_constant=_no_constant)
+        except RecursionError:
+            _fail_file(file, n, "(line)", "not valid JSON: nested too deeply")
+        except ValueError as exc:
+            _fail_file(file, n, "(line)", f"not valid JSON: {exc}")
+        if not isinstance(row, dict):
+            _fail_file(file, n, "(line)", "each line must be a JSON object")
+        for key, value in row.items():
+            if not isinstance(value, str | int | float | bool):
+                _fail_file(file, n, key, "values must be strings, numbers or booleans")
+        _check_row(file, n, row, len(rows))
+        rows.append((n, row))
+    return rows
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _check_row(file: Path, line: int, row: Mapping[str, Any], count: int) -> None:
+    if count >= MAX_PROMPTS:
+        _fail_file(file, line, "(row)", f"more than {MAX_PROMPTS:,} prompts in one file")
+    for key, value in row.items():
+        problem = text_problem(key, name=True)
+        if problem is not None:
+            _fail_file(file, line, "(key)", problem[1])
+        if isinstance(value, str):
+            problem = text_problem(value, name=key == "id")
+            if problem is not None:
+                _fail_file(file, line, key, problem[1])

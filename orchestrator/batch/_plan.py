@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,10 @@ from .._core._directory import AgentRef
 from .._core._exceptions import ConfigError
 from .._core._options import FanOutOptions
 from .._core._types import JSON
+
+#: Most pairs (prompts x agents x repeats) in one run: the runner lists every pair up front,
+#: so a plan beyond this is refused rather than left to exhaust memory. Split such a run.
+MAX_PAIRS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +80,10 @@ class BatchPlan:
             raise ConfigError("a batch needs at least one prompt")
         if not self.agents:
             raise ConfigError("a batch needs at least one agent")
-        ids = [p.prompt_id for p in self.prompts]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        dupes = _repeated(p.prompt_id for p in self.prompts)
         if dupes:
             raise ConfigError(f"duplicate prompt ids: {', '.join(dupes)}")
-        keys = [a.key for a in self.agents]
-        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        dupes = _repeated(a.key for a in self.agents)
         if dupes:
             raise ConfigError(f"duplicate agents: {', '.join(dupes)}")
         for name in ("repeats", "max_fanouts", "max_streams"):
@@ -97,6 +100,11 @@ class BatchPlan:
         if self.retry.backoff_s < 0 or self.retry.max_backoff_s < 0:
             raise ConfigError("retry backoff must be >= 0")
         self.options.validate(len(self.agents))
+        if self.total_pairs > MAX_PAIRS:
+            raise ConfigError(
+                f"{len(self.prompts)} prompts x {len(self.agents)} agents x {self.repeats} "
+                f"repeats make {self.total_pairs:,} pairs; a run holds at most {MAX_PAIRS:,}"
+            )
         return self
 
     @property
@@ -138,6 +146,10 @@ class BatchPlan:
             "save_events": self.save_events,
             "fail_on_error": self.fail_on_error,
         }
+
+
+def _repeated(values: Iterable[str]) -> list[str]:
+    return sorted(value for value, count in Counter(values).items() if count > 1)
 
 
 @dataclass(frozen=True, slots=True)

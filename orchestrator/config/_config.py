@@ -1,7 +1,7 @@
-"""YAML configuration files: a loader that keeps line numbers, and the shared models.
+"""YAML configuration files: validation with line numbers, and the shared models.
 
-Every config file (panels, batch runs) is YAML validated by a pydantic model. When it is
-invalid, :class:`ConfigError` names the file, the line and the key, one problem per line::
+Every config file (panels, batch runs) is YAML (read by :mod:`._yaml`, within size, depth
+and alias limits) validated by a pydantic model. When it is invalid, :class:`ConfigError` names the file, the line and the key, one problem per line::
 
     configs/panel.yaml:7: agents[1].modle: unknown key (did you mean 'model'?)
 
@@ -18,11 +18,9 @@ import difflib
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,6 +34,8 @@ from .._core._directory import AgentRef
 from .._core._exceptions import ConfigError
 from .._core._options import FanOutOptions, parse_policy
 from .._core._types import Overflow
+from ._text import Name
+from ._yaml import LineMap, Loc, format_loc, load_yaml, parse_yaml
 
 __all__ = [
     "AgentConfig",
@@ -49,107 +49,11 @@ __all__ = [
     "load_config",
     "load_panel",
     "load_yaml",
+    "parse_yaml",
     "validate_config",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-Loc = tuple[str | int, ...]
-
-
-class LineMap:
-    """Where each key and list item of a YAML document starts (1-based lines).
-
-    ``line(loc)`` gives the line of the deepest part of ``loc`` that exists in the file, so
-    a missing key points at the mapping that lacks it.
-    """
-
-    def __init__(self, lines: Mapping[Loc, int] | None = None) -> None:
-        self._lines: dict[Loc, int] = dict(lines or {})
-
-    def line(self, loc: Sequence[str | int]) -> int:
-        """The line of ``loc``, or of its nearest ancestor found in the file."""
-        path = tuple(loc)
-        while path:
-            if path in self._lines:
-                return self._lines[path]
-            path = path[:-1]
-        return self._lines.get((), 1)
-
-
-def _walk(node: yaml.Node, loc: Loc, out: dict[Loc, int], source: str) -> None:
-    out.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key is None or key == "<<":
-                continue
-            if key in seen:
-                # YAML silently keeps the last one; a repeated key is nearly always a mistake.
-                raise ConfigError(
-                    f"{source}:{key_node.start_mark.line + 1}: {format_loc((*loc, key))}: "
-                    "duplicate key"
-                )
-            seen.add(key)
-            out[(*loc, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*loc, key), out, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for n, item in enumerate(node.value):
-            _walk(item, (*loc, n), out, source)
-
-
-def load_yaml(path: str | Path) -> tuple[Any, LineMap]:
-    """Read a YAML file; return its data and a :class:`LineMap` of it.
-
-    Raises :class:`ConfigError` (with file and line) when the file is missing or not YAML.
-    """
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{source}: config file is not UTF-8 text (byte {exc.start}: {exc.reason})"
-        ) from None
-    return parse_yaml(text, source)
-
-
-def parse_yaml(text: str, source: str = "<string>") -> tuple[Any, LineMap]:
-    """Parse YAML text; like :func:`load_yaml` for text that is not in a file."""
-    try:
-        # The reader checks the characters already here (NUL, control characters).
-        loader = yaml.SafeLoader(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, LineMap()
-        lines: dict[Loc, int] = {}
-        _walk(node, (), lines, source)
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
-    return data, LineMap(lines)
-
-
-def format_loc(loc: Sequence[str | int]) -> str:
-    """``("agents", 1, "model")`` -> ``"agents[1].model"``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
 
 
 def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
@@ -224,9 +128,12 @@ def load_config(path: str | Path, model: type[ModelT]) -> ModelT:
 
 
 class ConfigModel(BaseModel):
-    """Base of every config model: unknown keys are errors; instances are frozen."""
+    """Base of every config model: unknown keys are errors; instances are frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Numbers must be finite: ``.inf`` is no way to say "no timeout" (leave the key out).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LettaConnection(ConfigModel):
@@ -255,7 +162,7 @@ class LettaConnection(ConfigModel):
 class BlockSpec(ConfigModel):
     """A memory block of an agent spec (``persona`` and ``human`` are the usual ones)."""
 
-    label: str = Field(min_length=1)
+    label: Name = Field(min_length=1)
     value: str
     description: str | None = None
     limit: int | None = Field(default=None, gt=0)
@@ -268,19 +175,19 @@ class AgentConfig(ConfigModel):
     when none exists and reuses it otherwise. ``label`` is the display name in events.
     """
 
-    id: str | None = Field(default=None, min_length=1)
-    name: str | None = Field(default=None, min_length=1)
-    label: str | None = None
+    id: Name | None = Field(default=None, min_length=1)
+    name: Name | None = Field(default=None, min_length=1)
+    label: Name | None = None
     description: str | None = None
-    model: str | None = Field(default=None, min_length=1)
-    embedding: str | None = None
+    model: Name | None = Field(default=None, min_length=1)
+    embedding: Name | None = None
     persona: str | None = None
     human: str | None = None
     system: str | None = None
     blocks: tuple[BlockSpec, ...] = ()
-    tools: tuple[str, ...] = ()
+    tools: tuple[Name, ...] = ()
     include_base_tools: bool | None = None
-    tags: tuple[str, ...] = ()
+    tags: tuple[Name, ...] = ()
 
     @model_validator(mode="after")
     def _check_shape(self) -> AgentConfig:
@@ -358,6 +265,7 @@ class FanOutSettings(ConfigModel):
     timeout_s: float | None = Field(default=None, gt=0)
     first_token_timeout_s: float | None = Field(default=None, gt=0)
     cancel_timeout_s: float = Field(default=5.0, gt=0)
+    idle_timeout_s: float = Field(default=60.0, ge=0)
 
     @field_validator("policy")
     @classmethod

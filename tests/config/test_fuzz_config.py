@@ -198,4 +198,4 @@ def test_unreadable_text_is_a_config_error(workdir: Path, content: bytes, proble
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=problem) as caught:
         load_panel(path)
-    assert str(caught.value).startswith(f"{path}: ")
+    assert str(caught.value).startswith(f"{path}:1: ")
