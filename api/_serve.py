@@ -77,8 +77,40 @@ def serve(
         ),
     ] = None,
     cors_origin: Annotated[
-        list[str] | None, typer.Option(help="Allow this origin (CORS); repeatable. Off by default.")
+        list[str] | None,
+        typer.Option(
+            help="Allow pages of this web origin (CORS, the WebSocket); repeatable. Off by default."
+        ),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="ORCHESTRATOR_ALLOWED_HOSTS",
+            help="Also answer requests for this Host name (the server's public name behind a "
+            "proxy); repeatable, '*.example.com' wildcards. Loopback names and a non-wildcard "
+            "--host are always allowed.",
+        ),
+    ] = None,
+    token_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ORCHESTRATOR_TOKEN_SECRET",
+            help="Secret that signs stream tokens (random per process by default; replicas "
+            "behind one load balancer need the same one).",
+        ),
+    ] = None,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Largest request body (and WebSocket frame); 413 beyond.")
+    ] = 1024 * 1024,
+    send_timeout_s: Annotated[
+        float, typer.Option(help="Drop a client that takes no data for this long.")
+    ] = 30.0,
+    limit_concurrency: Annotated[
+        int, typer.Option(help="Connections at once; uvicorn answers 503 beyond.")
+    ] = 1000,
+    timeout_keep_alive: Annotated[
+        int, typer.Option(help="Seconds an idle keep-alive connection stays open.")
+    ] = 5,
     max_agents: Annotated[int, typer.Option(help="Agents per fan-out.")] = 16,
     max_active: Annotated[int, typer.Option(help="Fan-outs running at once (then 429).")] = 32,
     retention_s: Annotated[
@@ -92,11 +124,16 @@ def serve(
 
     from ._app import create_app
     from ._settings import ApiSettings, check_bind
+    from ._transport import create_http_protocol
 
     try:
         settings = ApiSettings(
             api_key=api_key,
             cors_origins=tuple(cors_origin or ()),
+            allowed_hosts=_allowed_hosts(host, allowed_host or []),
+            token_secret=token_secret,
+            max_body_bytes=max_body_bytes,
+            send_timeout_s=send_timeout_s,
             letta_base_url=letta_base_url,
             letta_token=letta_token,
             letta_max_connections=letta_max_connections,
@@ -113,10 +150,29 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     app = create_app(settings, directory)
+    limits: dict[str, Any] = {
+        "log_level": log_level,
+        "lifespan": "on",
+        "http": create_http_protocol(),
+        "limit_concurrency": limit_concurrency,
+        "timeout_keep_alive": timeout_keep_alive,
+        # The largest request head h11 buffers (httptools has its own fixed cap).
+        "h11_max_incomplete_event_size": 64 * 1024,
+        "ws_max_size": max_body_bytes,
+    }
     if fd is not None:
-        uvicorn.run(app, fd=fd, log_level=log_level, lifespan="on")
+        uvicorn.run(app, fd=fd, **limits)
     else:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
+        uvicorn.run(app, host=host, port=port, **limits)
+
+
+def _allowed_hosts(bind: str, extra: list[str]) -> tuple[str, ...]:
+    # A server bound to a named address answers to that name; 0.0.0.0 and :: are no name
+    # a client would use, so those need --allowed-host.
+    hosts = list(extra)
+    if bind.strip("[]") not in ("", "0.0.0.0", "::") and bind not in hosts:
+        hosts.append(bind)
+    return tuple(hosts)
 
 
 def register(app: typer.Typer) -> None:

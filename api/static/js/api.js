@@ -1,7 +1,8 @@
 // Calls to the orchestrator's HTTP API (same origin as the page).
 //
-// A server started with an API key wants it on every call: as a Bearer header on fetch,
-// and as `access_token` in the URL where the browser cannot set headers (EventSource).
+// A server started with an API key wants it on every call: as a Bearer header on fetch.
+// EventSource cannot send headers, so the page asks for a short-lived stream token (with
+// the key, in a header) and puts that in the URL: the key itself never appears in a URL.
 // The page keeps the key for the browser tab only (sessionStorage).
 
 const KEY_STORAGE = "letta-fanout.api-key";
@@ -30,10 +31,14 @@ function currentKey() {
   return apiKey() ?? memoryKey;
 }
 
-/** `url` with the API key as `access_token`, for EventSource. */
-export function withKey(url) {
-  const key = currentKey();
-  if (key) url.searchParams.set("access_token", key);
+/**
+ * `url` (a URL object) ready for EventSource: with a key set, a fresh stream token for
+ * that fan-out as `access_token` (tokens are short-lived, so one is fetched per connect).
+ */
+export async function withStreamToken(url, fanoutId) {
+  if (!currentKey()) return url;
+  const issued = await request("POST", "/v1/stream-tokens", fanoutId ? { fanout_id: fanoutId } : {});
+  url.searchParams.set("access_token", issued.token);
   return url;
 }
 

@@ -6,7 +6,7 @@
 // exactly the events after that index, and indices already applied are skipped, so text is
 // neither lost nor doubled. A gap in indices is treated like a drop.
 
-import { withKey } from "./api.js";
+import { withStreamToken } from "./api.js";
 
 export const EVENT_TYPES = [
   "fanout_start",
@@ -47,6 +47,12 @@ export class EventStream {
     this.open("connecting");
   }
 
+  /** The fan-out id in the events URL (`/v1/fanouts/<id>/events`), for its stream token. */
+  fanoutId() {
+    const match = /\/v1\/fanouts\/([^/]+)\/events/.exec(this.url);
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+
   /** Try again after the stream was given up ("lost"). */
   retry() {
     if (this.closed) return;
@@ -63,12 +69,23 @@ export class EventStream {
     this.onState("closed");
   }
 
-  open(state) {
+  async open(state) {
     if (this.closed) return;
     const url = new URL(this.url, window.location.href);
     if (this.lastIndex >= 0) url.searchParams.set("after", String(this.lastIndex));
     this.onState(state, { attempt: this.failures, reconnects: this.reconnects });
-    const source = new EventSource(withKey(url).toString());
+    const attempt = { close() {} };
+    this.source = attempt; // a stand-in, so a close() meanwhile wins over this open
+    let ready;
+    try {
+      ready = await withStreamToken(url, this.fanoutId());
+    } catch {
+      // No token (server unreachable, key refused): retry like a dropped connection.
+      if (this.source === attempt) this.drop(attempt);
+      return;
+    }
+    if (this.closed || this.source !== attempt) return;
+    const source = new EventSource(ready.toString());
     this.source = source;
     const handle = (message) => this.receive(source, message);
     for (const type of EVENT_TYPES) source.addEventListener(type, handle);
