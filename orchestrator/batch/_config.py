@@ -228,12 +228,14 @@ def _prompts(config: BatchConfig, path: Path, lines: LineMap) -> list[PromptItem
     template = config.template
     needed = _fields(template) if template else set()
     items: list[PromptItem] = []
+    fails: list[Callable[[str, str], NoReturn]] = []
     budget = _Budget(MAX_PROMPT_TEXT)
     if config.prompts_file:
         file = path.parent / config.prompts_file
         for line, row in _read_rows(file, where):
             fields = {k: v for k, v in row.items() if k not in ("id", "prompt", "text")}
             text = row.get("text", row.get("prompt"))
+            fails.append(partial(_fail_file, file, line))
             items.append(
                 _render(
                     row.get("id") or f"p{len(items) + 1}",
@@ -241,7 +243,7 @@ def _prompts(config: BatchConfig, path: Path, lines: LineMap) -> list[PromptItem
                     {**config.variables, **fields},
                     template,
                     needed,
-                    partial(_fail_file, file, line),
+                    fails[-1],
                     budget,
                 )
             )
@@ -249,6 +251,7 @@ def _prompts(config: BatchConfig, path: Path, lines: LineMap) -> list[PromptItem
         for n, entry in enumerate(config.prompts):
             if isinstance(entry, str):
                 entry = PromptEntry(text=entry)
+            fails.append(partial(_fail_inline, where, n))
             items.append(
                 _render(
                     entry.id or f"p{n + 1}",
@@ -256,19 +259,16 @@ def _prompts(config: BatchConfig, path: Path, lines: LineMap) -> list[PromptItem
                     {**config.variables, **entry.vars},
                     template,
                     needed,
-                    partial(_fail_inline, where, n),
+                    fails[-1],
                     budget,
                 )
             )
     if len(items) > MAX_PROMPTS:
         where.fail(("prompts",), f"more than {MAX_PROMPTS:,} prompts in one batch")
     seen: set[str] = set()
-    for item in items:
+    for item, fail in zip(items, fails, strict=True):
         if item.prompt_id in seen:
-            origin = config.prompts_file or "prompts"
-            raise ConfigError(
-                f"{path}:{lines.line(('prompts',))}: {origin}: duplicate id {item.prompt_id!r}"
-            )
+            fail("id", f"duplicate id {item.prompt_id!r}")
         seen.add(item.prompt_id)
     return items
 
@@ -351,8 +351,8 @@ def _csv_rows(file: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
             _check_row(file, reader.line_num, row, len(rows))
             rows.append((reader.line_num, row))
     except csv.Error as exc:
-        # A field over csv's size limit (128 KiB), a stray quote, a NUL byte.
-        _fail_file(file, reader.line_num, "(row)", f"not valid CSV: {exc}")
+        # A field over csv's size limit (128 KiB): line_num does not count the line yet.
+        _fail_file(file, reader.line_num + 1, "(row)", f"not valid CSV: {exc}")
     return rows
 
 
