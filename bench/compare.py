@@ -7,7 +7,9 @@ differences a refactoring of the hot path should make. So the ``orchestrator`` p
 ``REV`` is exported (``git archive``) into a temporary folder under another name and imported
 beside the working tree's; every round runs both (and the usual ``asyncio.Queue`` fan-in, as
 a yardstick) over the same dense sources, in a random order. The figure per size is the
-median over the rounds of the per-round ratio, so drift within the run cancels too.
+median over the rounds of the per-round ratio, so drift within the run cancels too. Rates
+are events per second of this process's CPU time (``time.process_time``): on a shared
+machine, time spent waiting for a core is not the code's (``--clock wall`` for wall time).
 
 Prints ONE JSON object::
 
@@ -30,6 +32,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from types import ModuleType
@@ -39,8 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import orchestrator  # noqa: E402
 from merge import BenchSource, run_queue  # noqa: E402
+
+import orchestrator  # noqa: E402
 
 _BASE_NAME = "orchestrator_base"
 
@@ -68,7 +72,12 @@ async def run_package(package: Any, sources: list[BenchSource]) -> int:
     return count
 
 
-async def one_round(base: ModuleType, n: int, events: int) -> dict[str, float]:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+async def one_round(
+    base: ModuleType, n: int, events: int, clock: Callable[[], float] = time.process_time
+) -> dict[str, float]:
     per = max(1, events // n)
     runners = {
         "new": lambda s: run_package(orchestrator, s),
@@ -81,22 +90,29 @@ async def one_round(base: ModuleType, n: int, events: int) -> dict[str, float]:
     for name in order:
         sources = [BenchSource(f"a{i}", per) for i in range(n)]
         gc.collect()
-        start = time.perf_counter()
+        start = clock()
         got = await runners[name](sources)
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         if got != per * n:
             raise AssertionError(f"{name}: {got} events, expected {per * n}")
         rates[name] = per * n / elapsed
     return rates
 
 
-async def main(rev: str, sizes: list[int], events: int, rounds: int) -> dict[str, Any]:
+async def main(rev: str, sizes: list[int], events: int, rounds: int, clock: str) -> dict[str, Any]:
+    timer = CLOCKS[clock]
     with tempfile.TemporaryDirectory() as tmp:
         base = load_base(rev, Path(tmp))
-        out: dict[str, Any] = {"base": rev, "events": events, "rounds": rounds, "sizes": {}}
+        out: dict[str, Any] = {
+            "base": rev,
+            "events": events,
+            "rounds": rounds,
+            "clock": clock,
+            "sizes": {},
+        }
         for n in sizes:
-            await one_round(base, n, events // 10)  # warm both up
-            samples = [await one_round(base, n, events) for _ in range(rounds)]
+            await one_round(base, n, events // 10, timer)  # warm both up
+            samples = [await one_round(base, n, events, timer) for _ in range(rounds)]
 
             def median(key: str, samples: list[dict[str, float]] = samples) -> float:
                 return statistics.median(s[key] for s in samples)
@@ -121,8 +137,9 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", default="1,10,1000", help="agents per fan-out, comma-separated")
     parser.add_argument("--events", type=int, default=300_000, help="events per run")
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     parser.add_argument("--json", action="store_true", help="print JSON (the only output form)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
-    result = asyncio.run(main(args.base, sizes, args.events, args.rounds))
+    result = asyncio.run(main(args.base, sizes, args.events, args.rounds, args.clock))
     print(json.dumps(result, indent=2))

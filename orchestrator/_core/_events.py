@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
-from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple, cast
 
@@ -41,13 +40,12 @@ class Event(NamedTuple):
     ``seq`` counts an agent's events from 1; ``index`` is the position in the merged stream
     from 0 (and the SSE ``id:``); ``t`` is seconds since the fan-out started (monotonic), taken
     when the event arrived from its source. Type-specific fields live in ``data`` and are
-    flattened into the JSON. It is a named tuple because the merger builds one per token:
-    that is several times cheaper than a frozen dataclass and just as immutable.
+    flattened into the JSON. It is a named tuple because the merger builds one per token,
+    and that is the cheapest immutable record with named fields (docs/architecture.md).
 
     The payload is read-only from outside: ``data``, indexing and iteration hand out a
-    ``MappingProxyType`` view of it, made when asked for. (Wrapping every payload when the
-    event is built cost 8 % of the merge at one agent, for a view most readers never take:
-    ``delta``, ``get()`` and ``to_json()`` read the payload directly.)
+    ``MappingProxyType`` view of it, made when asked for rather than per event, since
+    ``delta``, ``get()`` and ``to_json()`` read the payload directly.
     """
 
     type: EventType
@@ -106,8 +104,8 @@ class Event(NamedTuple):
 
     def to_json(self) -> str:
         """The event as one line of compact JSON (UTF-8 text, no newline inside)."""
-        # orjson: a server serialises every event once per stream, and json.dumps took
-        # three times as long as everything else the SSE path does per event.
+        # orjson: a server serialises every event once per stream; this is the SSE path's
+        # largest cost per event (docs/architecture.md).
         return orjson.dumps(self.to_dict()).decode()
 
     @classmethod
@@ -169,11 +167,10 @@ def _read_only_data(event: Event) -> Mapping[str, Any]:
 Event.data = property(_read_only_data, doc="Type-specific fields (a read-only view).")  # type: ignore[assignment]
 
 
-#: The one way an :class:`Event` is built from its eight fields, in order: ``(type,
-#: fanout_id, agent_id, label, seq, index, t, data)``. It is ``tuple.__new__`` bound to
-#: ``Event``, which skips the named tuple's keyword-handling constructor: the merger builds
-#: one event per token.
-build_event = cast("Callable[[tuple[Any, ...]], Event]", partial(tuple.__new__, Event))
+#: The one way an :class:`Event` is built: ``build_event(Event, (type, fanout_id, agent_id,
+#: label, seq, index, t, data))``. It is ``tuple.__new__``, which skips the named tuple's
+#: keyword-handling constructor: the merger builds one event per token.
+build_event = cast("Callable[[type[Event], tuple[Any, ...]], Event]", tuple.__new__)
 
 
 class SourceEvent(NamedTuple):

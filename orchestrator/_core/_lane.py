@@ -55,7 +55,6 @@ class Lane:
         "fanout_id",
         "first_token_at",
         "info",
-        "kinds",
         "label",
         "low_water",
         "notify",
@@ -72,7 +71,6 @@ class Lane:
         "stop_reason",
         "text_length",
         "text_parts",
-        "times",
         "tool_calls",
         "usage",
         "watch_count",
@@ -103,16 +101,13 @@ class Lane:
         self.capacity = capacity
         # Wake a paused producer only once the buffer has drained to a quarter: it then
         # refills three quarters in one go instead of being woken for every single event,
-        # and still has a quarter in hand while it gets going. (At half, a thousand agents
-        # meant half again as many wake-ups, each leaving a future and a callback for the
-        # garbage collector to promote: 6 % slower at N=1000.)
+        # and still has a quarter in hand while it gets going. Each wake-up leaves a future
+        # and a callback for the garbage collector (docs/architecture.md).
         self.low_water = capacity // 4
-        # The buffer is three parallel deques (payloads, types, arrival times) rather than one
-        # of SourceEvent objects: a named tuple is never untracked by the garbage collector,
-        # but a dict of strings and a str are, so thousands of buffered events cost no GC work.
-        self.buf: deque[JSON] = deque()
-        self.kinds: deque[EventType] = deque()
-        self.times: deque[float] = deque()
+        # Buffered events as plain (type, payload, arrival time) tuples: one append and one
+        # popleft per event. Plain tuples, not SourceEvent: the garbage collector untracks an
+        # exact tuple of untracked items (str, float, a dict of strings), never a named one.
+        self.buf: deque[tuple[EventType, JSON, float]] = deque()
         self.space: Waiter | None = None
         self.scope = anyio.CancelScope()
         self.state: AgentState = "pending"
@@ -152,24 +147,22 @@ class Lane:
         buf = self.buf
         if len(buf) >= self.capacity:
             return False
-        buf.append(data)
-        self.kinds.append(etype)
-        self.times.append(t)
+        buf.append((etype, data, t))
         if len(buf) == 1:
             self.notify(self)
         return True
 
     def try_coalesce(self, etype: EventType, data: JSON, t: float) -> bool:
         """Merge a text delta into the newest buffered event of the same message, if any."""
-        if not self.buf or etype not in DELTA_TYPES or self.kinds[-1] != etype:
+        buf = self.buf
+        if not buf or etype not in DELTA_TYPES:
             return False
-        last = self.buf[-1]
-        if last.get("message_id") != data.get("message_id"):
+        last_type, last, _ = buf[-1]
+        if last_type != etype or last.get("message_id") != data.get("message_id"):
             return False
         merged = dict(last)
         merged["delta"] = last["delta"] + data["delta"]  # both checked by require_delta
-        self.buf[-1] = merged
-        self.times[-1] = t
+        buf[-1] = (etype, merged, t)
         self.coalesced += 1
         return True
 
@@ -181,9 +174,7 @@ class Lane:
         has drained to its low-water mark.
         """
         buf = self.buf
-        data = buf.popleft()
-        etype = self.kinds.popleft()
-        t = self.times.popleft()
+        etype, data, t = buf.popleft()
         if buf:
             self.ready.append(self)
         space = self.space
@@ -191,7 +182,9 @@ class Lane:
             wake(space)
             self.space = None
         self.seq = seq = self.seq + 1
-        return build_event((etype, self.fanout_id, self.agent_id, self.label, seq, index, t, data))
+        return build_event(
+            Event, (etype, self.fanout_id, self.agent_id, self.label, seq, index, t, data)
+        )
 
     def release(self) -> None:
         """Wake the producer if it waits for room (the fan-out is closing)."""
