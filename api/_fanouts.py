@@ -33,7 +33,8 @@ from ._state import ApiState, State, find, launch
 
 logger = logging.getLogger("api")
 
-router = APIRouter(prefix="/v1/fanouts", tags=["fan-outs"])
+# Every route here is behind the API key (when the app has one).
+router = APIRouter(prefix="/v1/fanouts", tags=["fan-outs"], responses=error_responses(401))
 
 # One SSE message, as OpenAPI describes an event stream: the fields of the message, with
 # ``data`` a JSON text holding an Event (or, for ``event: error``, an error's code and message).

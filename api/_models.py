@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -86,6 +87,13 @@ def _check_message(value: str) -> str:
     return value
 
 
+def _not_bool(value: object) -> object:
+    # Lax int validation would take ``true`` as 1 and ``"64"`` as 64; JSON has numbers.
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a JSON integer")
+    return value
+
+
 class _Pattern:
     """Adds ``pattern`` to a string's JSON Schema (the validators above enforce it)."""
 
@@ -111,8 +119,9 @@ Message = Annotated[
     AfterValidator(_check_message),
     _Pattern(_MESSAGE_PATTERN),
 ]
-#: A number of seconds: finite (``Infinity`` and ``NaN`` are refused, naming the field).
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: A number of seconds: finite (``Infinity`` and ``NaN`` are refused, naming the field), and
+#: a JSON number (not ``true`` or ``"5"``).
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
 
 
 class AgentSpec(BaseModel):
@@ -154,14 +163,14 @@ class OptionsSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    buffer: int = Field(default=64, ge=1, le=100_000)
+    buffer: Annotated[int, BeforeValidator(_not_bool)] = Field(default=64, ge=1, le=100_000)
     overflow: Overflow = "coalesce"
     policy: str = Field(default="all", pattern=r"^(all|first|quorum:[1-9][0-9]*)$")
     timeout_s: Seconds | None = None
     first_token_timeout_s: Seconds | None = None
     #: An agent silent this long ends with ``agent_error`` ``stalled``; ``0`` turns it
     #: off; null keeps the core's default.
-    idle_timeout_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    idle_timeout_s: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
     on_disconnect: OnDisconnect | None = None
 
     def to_options(self) -> FanOutOptions:

@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from ._auth import bearer_scheme, require_key
+from ._errors import error_responses
 from ._models import PresetList
 from ._presets import PresetCache
 
@@ -96,6 +97,7 @@ def create_page_router(configs_dir: str | Path = "configs") -> APIRouter:
         dependencies=[Depends(bearer_scheme)],
         response_model=PresetList,
         response_model_exclude_unset=True,
+        responses=error_responses(401),
     )
     async def list_presets(request: Request) -> PresetList:
         """Panel presets: every panel YAML file in the configs folder, with its agents."""

@@ -15,7 +15,8 @@ from ._errors import ApiError, describe_exception, error_responses
 from ._models import AgentListing, Health, LettaHealth
 from ._state import State
 
-router = APIRouter(tags=["server"])
+# Behind the API key (when the app has one); ``open_router`` is not.
+router = APIRouter(tags=["server"], responses=error_responses(401))
 open_router = APIRouter(tags=["server"])
 
 

@@ -28,6 +28,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._errors import error_responses
+from ._models import Name
+
 __all__ = ["STREAM_SCOPE", "StreamTokens", "fanout_scope", "router"]
 
 #: The scope of a token good for every streaming endpoint.
@@ -117,7 +120,7 @@ class StreamTokenRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    fanout_id: str | None = Field(
+    fanout_id: Name | None = Field(
         default=None, min_length=1, description="Limit the token to this fan-out's events."
     )
 
@@ -130,7 +133,7 @@ class StreamTokenIssued(BaseModel):
     expires_in_s: float = Field(description="Seconds the token may be used to open a stream.")
 
 
-router = APIRouter(tags=["server"])
+router = APIRouter(tags=["server"], responses=error_responses(401))
 
 
 @router.post("/v1/stream-tokens", response_model=StreamTokenIssued, status_code=201)
