@@ -24,7 +24,7 @@ def error_of(tmp_path: Path, text: str) -> tuple[Path, str]:
 
 @pytest.mark.parametrize("escape", ["\\ud800", "\\uDFFF", "\\U0000D800", "\\ud83d\\ude00"])
 def test_a_lone_surrogate_escape_names_file_line_and_key(
-    tmp_path: Path, loader: str, escape: str
+    tmp_path: Path, parser: str, escape: str
 ) -> None:
     path, message = error_of(tmp_path, f'agents:\n  - name: x\n    label: "ok {escape}"\n')
     assert message.startswith(f"{path}:3: agents[0].label: ")
@@ -32,7 +32,7 @@ def test_a_lone_surrogate_escape_names_file_line_and_key(
     assert "lone surrogate" in message or "invalid Unicode character escape" in message
 
 
-def test_a_lone_surrogate_in_a_key_is_refused(tmp_path: Path, loader: str) -> None:
+def test_a_lone_surrogate_in_a_key_is_refused(tmp_path: Path, parser: str) -> None:
     path, message = error_of(tmp_path, 'agents:\n  - name: x\n    "k\\ud800": 1\n')
     assert message.startswith(f"{path}:3: ")
     assert "lone surrogate" in message or "invalid Unicode character escape" in message
@@ -51,14 +51,14 @@ def test_a_lone_surrogate_in_a_key_is_refused(tmp_path: Path, loader: str) -> No
     ],
 )
 def test_control_characters_are_refused_where_they_make_no_sense(
-    tmp_path: Path, loader: str, line: str, expected: str
+    tmp_path: Path, parser: str, line: str, expected: str
 ) -> None:
     path, message = error_of(tmp_path, f"agents:\n  - name: x2\n    model: m\n{line}\n")
     assert message.startswith(f"{path}:4: {expected}")
 
 
 def test_text_keeps_tabs_and_line_breaks_and_any_valid_character(
-    tmp_path: Path, loader: str
+    tmp_path: Path, parser: str
 ) -> None:
     path = tmp_path / "panel.yaml"
     path.write_text(
@@ -71,7 +71,7 @@ def test_text_keeps_tabs_and_line_breaks_and_any_valid_character(
     assert agent.persona == "line one\n\tline two\r\n\u202e"
 
 
-def test_non_finite_numbers_are_refused(tmp_path: Path, loader: str) -> None:
+def test_non_finite_numbers_are_refused(tmp_path: Path, parser: str) -> None:
     path, message = error_of(tmp_path, "agents: [{name: x}]\noptions:\n  timeout_s: .inf\n")
     assert message == f"{path}:3: options.timeout_s: Input should be a finite number"
 

@@ -61,11 +61,11 @@ print(json.dumps({"error": error, "s": elapsed, "peak": tracemalloc.get_traced_m
 
 
 def test_billion_laughs_is_refused_within_5_s_in_bounded_memory(
-    tmp_path: Path, loader: str
+    tmp_path: Path, parser: str
 ) -> None:
     path = write(tmp_path, billion_laughs())
     child = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(path), loader],
+        [sys.executable, "-c", _CHILD, str(path), parser],
         capture_output=True,
         text=True,
         timeout=120,
@@ -81,7 +81,7 @@ def test_billion_laughs_is_refused_within_5_s_in_bounded_memory(
     assert result["peak"] < 20 * 2**20
 
 
-def test_aliases_that_share_a_value_still_load(tmp_path: Path, loader: str) -> None:
+def test_aliases_that_share_a_value_still_load(tmp_path: Path, parser: str) -> None:
     path = write(
         tmp_path,
         textwrap.dedent(
@@ -102,14 +102,14 @@ def test_aliases_that_share_a_value_still_load(tmp_path: Path, loader: str) -> N
     assert panel.options.buffer == 8
 
 
-def test_an_alias_inside_its_own_anchor_is_refused(tmp_path: Path, loader: str) -> None:
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path: Path, parser: str) -> None:
     path = write(tmp_path, "title: &a [x, *a]\nagents: [{name: x}]\n")
     assert error_of(path) == f"{path}:1: title[1]: alias *a refers to a node that holds it"
 
 
 @pytest.mark.parametrize("opening", ["[", "{a: "])
 def test_20000_nested_collections_are_a_config_error(
-    tmp_path: Path, loader: str, opening: str
+    tmp_path: Path, parser: str, opening: str
 ) -> None:
     closing = "]" if opening == "[" else "}"
     path = write(tmp_path, f"agents: {opening * 20_000}{closing * 20_000}\n")
@@ -119,7 +119,7 @@ def test_20000_nested_collections_are_a_config_error(
     assert "nest deeper than" in message or "exceeded maximum nesting depth" in message
 
 
-def test_block_nesting_beyond_the_limit_names_the_line(tmp_path: Path, loader: str) -> None:
+def test_block_nesting_beyond_the_limit_names_the_line(tmp_path: Path, parser: str) -> None:
     text = "agents:\n" + "".join(f"{'  ' * n}  k{n}:\n" for n in range(MAX_DEPTH + 5))
     path = write(tmp_path, text + "  " * (MAX_DEPTH + 6) + "leaf: 1\n")
     message = error_of(path)
@@ -179,7 +179,7 @@ def test_a_config_at_the_size_limit_loads(tmp_path: Path) -> None:
     ],
 )
 def test_values_python_cannot_build_name_their_line(
-    tmp_path: Path, loader: str, value: str, problem: str
+    tmp_path: Path, parser: str, value: str, problem: str
 ) -> None:
     path = write(tmp_path, f"agents: [{{name: x}}]\ntitle: {value}\n")
     message = error_of(path)
@@ -187,12 +187,12 @@ def test_values_python_cannot_build_name_their_line(
     assert problem in message
 
 
-def test_an_escape_beyond_unicode_is_a_config_error(tmp_path: Path, loader: str) -> None:
+def test_an_escape_beyond_unicode_is_a_config_error(tmp_path: Path, parser: str) -> None:
     path = write(tmp_path, 'agents: [{name: x}]\ntitle: "\\U00110000"\n')
     assert error_of(path).startswith(f"{path}:2: ")
 
 
-def test_a_reader_error_names_the_line(tmp_path: Path, loader: str) -> None:
+def test_a_reader_error_names_the_line(tmp_path: Path, parser: str) -> None:
     path = tmp_path / "ctl.yaml"
     path.write_bytes(b"agents:\n  - name: x\ntitle: a\x01b\n")
     with pytest.raises(ConfigError) as info:
@@ -201,7 +201,7 @@ def test_a_reader_error_names_the_line(tmp_path: Path, loader: str) -> None:
     assert "\n" not in str(info.value)
 
 
-def test_parse_yaml_refuses_text_that_is_not_unicode(loader: str) -> None:
+def test_parse_yaml_refuses_text_that_is_not_unicode(parser: str) -> None:
     # Text from a caller (not a file) can hold a lone surrogate; libyaml cannot encode it.
     with pytest.raises(ConfigError, match=r"^t.yaml:2: invalid YAML: .*lone surrogate U\+D800"):
         parse_yaml("a: 1\nb: x\ud800\n", "t.yaml")
