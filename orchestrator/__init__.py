@@ -75,6 +75,11 @@ if TYPE_CHECKING:
     from .report import Report as Report
     from .report import build_report as build_report
     from .report import write_report as write_report
+    from .sessions import MemberSpec as MemberSpec
+    from .sessions import Sessions as Sessions
+    from .sessions import SessionStore as SessionStore
+    from .sessions import UnknownSessionError as UnknownSessionError
+    from .sessions import open_session_store as open_session_store
     from .testing import ScriptedDirectory as ScriptedDirectory
     from .testing import ScriptedSource as ScriptedSource
 
@@ -101,6 +106,11 @@ _LAZY: dict[str, str] = {
     "Report": ".report",
     "build_report": ".report",
     "write_report": ".report",
+    "MemberSpec": ".sessions",
+    "Sessions": ".sessions",
+    "SessionStore": ".sessions",
+    "UnknownSessionError": ".sessions",
+    "open_session_store": ".sessions",
     "ScriptedDirectory": ".testing",
     "ScriptedSource": ".testing",
 }
@@ -155,6 +165,7 @@ __all__ = [
     "LettaDirectory",
     "LettaSource",
     "LogSubscription",
+    "MemberSpec",
     "Metrics",
     "OnDisconnect",
     "OrchestratorError",
@@ -165,11 +176,14 @@ __all__ = [
     "RetryPolicy",
     "ScriptedDirectory",
     "ScriptedSource",
+    "SessionStore",
+    "Sessions",
     "Source",
     "SourceError",
     "SourceEvent",
     "UnknownAgentError",
     "UnknownFanOutError",
+    "UnknownSessionError",
     "build_report",
     "collect",
     "create_letta_directory",
@@ -179,6 +193,7 @@ __all__ = [
     "load_panel",
     "open_fanout",
     "open_hub",
+    "open_session_store",
     "run_batch",
     "run_panel",
     "write_report",

@@ -24,6 +24,7 @@ RANKS = {
     "letta": 3,
     "batch": 3,
     "report": 4,
+    "sessions": 4,
     "testing": 5,
     "stack": 5,
     "cli": 6,

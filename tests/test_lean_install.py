@@ -15,7 +15,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("fastapi", "pydantic", "rich", "typer", "uvicorn", "starlette", "yaml", "jinja2")
+HEAVY = (
+    "fastapi",
+    "pydantic",
+    "rich",
+    "typer",
+    "uvicorn",
+    "starlette",
+    "yaml",
+    "jinja2",
+    "sqlalchemy",
+    "alembic",
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

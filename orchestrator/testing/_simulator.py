@@ -462,9 +462,13 @@ class Simulator:
             }
             for n, (kind, text, run_id) in enumerate(found.messages)
         ]
-        if request.query_params.get("order", "desc") == "desc":
+        params = request.query_params
+        if params.get("order", "desc") == "desc":
             items.reverse()
-        limit = int(request.query_params.get("limit") or 100)
+        ids = [item["id"] for item in items]
+        if (after := params.get("after")) and after in ids:
+            items = items[ids.index(after) + 1 :]
+        limit = int(params.get("limit") or 100)
         return JSONResponse(items[:limit])
 
     async def _cancel_conversation(self, request: Request) -> Response:
