@@ -2,9 +2,11 @@
 
 While client A runs a fan-out over its socket, hypothesis-generated garbage frames (random
 JSON, frames of the right shape with wrong types, huge strings, binary frames, bytes that
-are not UTF-8) go to a second socket B and also to A itself. Every bad frame gets an error
-frame, both sockets stay open, the server stays up, and A's fan-out arrives complete:
-indices 0..N-1 without a gap, each agent's text exactly the scripted text.
+are not UTF-8, lone surrogates and control characters in JSON strings, ``NaN`` and
+``Infinity``, nesting up to 100 000 levels deep) go to a second socket B and also to A
+itself. Every bad frame gets an error frame, both sockets stay open, the server stays up,
+every frame the server sends is strict JSON, and A's fan-out arrives complete: indices
+0..N-1 without a gap, each agent's text exactly the scripted text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,15 +34,26 @@ AGENTS = {"alpha": "Hello, world.", "paced-1": "".join(WORDS), "paced-2": "".joi
 
 Frame = str | bytes
 
+#: Strings a frame may carry as JSON escapes: lone surrogates, control characters and
+#: characters outside the BMP among ordinary ones.
+hostile_text = st.text(
+    st.one_of(
+        st.characters(),
+        st.characters(categories=["Cs"]),
+        st.characters(categories=["Cc"]),
+        st.characters(min_codepoint=0x10000),
+    ),
+    max_size=20,
+)
 json_values = st.recursive(
     st.one_of(
         st.none(),
         st.booleans(),
         st.integers(),
-        st.floats(allow_nan=False),
-        st.text(max_size=20),
+        st.floats(),  # NaN and Infinity too: json.dumps writes them, strict JSON has neither
+        hostile_text,
     ),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner),
     max_leaves=12,
 )
 #: Frames that look like the real ones, with fields of the wrong type or value.
@@ -70,9 +84,25 @@ huge = st.integers(min_value=70_000, max_value=1_000_000).flatmap(
 )
 
 
+#: Arrays or objects nested past any parser's depth, alone or as a field of a frame.
+deep = st.integers(min_value=1_000, max_value=100_000).flatmap(
+    lambda n: st.sampled_from(
+        [
+            "[" * n + "]" * n,
+            '{"type": "start", "agents": ' + "[" * n + "]" * n + "}",
+            '{"type": "cancel", "fanout_id": "f", "request_id": '
+            + '{"a":' * n
+            + "1"
+            + "}" * n
+            + "}",
+        ]
+    )
+)
+
+
 def _valid(text: Frame) -> bool:
     try:
-        frame = json.loads(text)
+        frame = orjson.loads(text)  # as strict as the server
     except ValueError:
         return False
     if not isinstance(frame, dict):
@@ -91,6 +121,7 @@ garbage: st.SearchStrategy[Frame] = st.one_of(
     shaped.map(json.dumps),
     st.text(max_size=50),
     huge,
+    deep,
     st.binary(max_size=100),  # binary frames, mostly not UTF-8 and not JSON
     shaped.map(lambda f: json.dumps(f).encode()),  # a JSON object, but in a binary frame
     st.sampled_from([b"\xff\xfe{}", b'{"type": "start\xc3"}', b"\xed\xa0\x80"]),
@@ -127,7 +158,7 @@ async def _run_fanout(ws: ClientConnection, bad: list[Frame]) -> tuple[list[dict
 
         tg.start_soon(send_bad)
         while not (done and errors == len(bad)):
-            frame = json.loads(await ws.recv())
+            frame = orjson.loads(await ws.recv())
             if frame["type"] == "ack":
                 assert frame["request_id"] == "main", frame
                 fanout_id = frame["fanout_id"]
@@ -145,7 +176,7 @@ async def _send_garbage(ws: ClientConnection, bad: list[Frame]) -> None:
     """Client B: each bad frame is answered with one error frame, in order."""
     for frame in bad:
         await ws.send(frame)
-        _check_error(json.loads(await ws.recv()))
+        _check_error(orjson.loads(await ws.recv()))
 
 
 def _check_complete(events: list[dict[str, Any]]) -> None:
@@ -197,7 +228,7 @@ async def test_garbage_frames_get_errors_and_lose_no_events(
                 # Both sockets are still open and still work.
                 for ws in (a, b):
                     await ws.send(json.dumps({"type": "cancel", "fanout_id": "nope"}))
-                    reply = json.loads(await ws.recv())
+                    reply = orjson.loads(await ws.recv())
                     assert reply["code"] == "fanout_not_found", reply
             await _still_serving(live)
 
