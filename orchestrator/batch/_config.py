@@ -4,6 +4,9 @@ Shape (every key but ``agents`` and the prompts is optional)::
 
     letta: {base_url: ..., api_key_env: ...}      # as in a panel config
     agents: [{name: ..., label: ..., model: ..., persona: ...}, {id: agent-...}]
+                                                  # one name twice with two models: a matrix
+    conversation: fresh                           # fresh (a new conversation per pair) | shared
+    keep_conversations: false                     # fresh ones: keep them after the pair
     template: "Answer in one sentence: {question}" # optional, str.format fields
     variables: {tone: plain}                      # defaults for every prompt
     prompts:                                      # inline ...
@@ -38,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 
@@ -49,14 +52,13 @@ from ..config._config import (
     FanOutSettings,
     LettaConnection,
     LineMap,
-    check_unique_agents,
     format_loc,
     load_yaml,
     validate_config,
 )
 from ..config._text import Name, text_problem
 from ..config._yaml import read_limited
-from ._plan import BatchPlan, PromptItem, RetryPolicy
+from ._plan import BatchAgent, BatchPlan, PromptItem, RetryPolicy
 
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
 
@@ -117,11 +119,22 @@ class BatchConfig(ConfigModel):
     retry: RetrySettings = RetrySettings()
     output: OutputSettings = OutputSettings()
     fail_on_error: bool = True
+    conversation: Literal["fresh", "shared"] = "fresh"
+    keep_conversations: bool = False
 
     @field_validator("agents")
     @classmethod
     def _unique_agents(cls, agents: tuple[AgentConfig, ...]) -> tuple[AgentConfig, ...]:
-        return check_unique_agents(agents)
+        # One agent may appear once per model (agents x models); labels stay unique.
+        pairs = [(a.key, a.model) for a in agents]
+        dupes = sorted({key for key, model in pairs if pairs.count((key, model)) > 1})
+        if dupes:
+            raise ValueError(f"duplicate agent {', '.join(map(repr, dupes))}")
+        labels = [_with_label(a, agents).display for a in agents]
+        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        if dupes:
+            raise ValueError(f"duplicate label {', '.join(map(repr, dupes))}")
+        return agents
 
     @field_validator("template")
     @classmethod
@@ -168,7 +181,7 @@ def load_batch(path: str | Path) -> LoadedBatch:
         where.fail(("options", "policy"), quorum_error)
     plan = BatchPlan(
         prompts=prompts,
-        agents=[agent.to_ref() for agent in config.agents],
+        agents=[_batch_agent(agent, config.agents) for agent in config.agents],
         repeats=config.repeats,
         options=config.options.to_options(),
         max_fanouts=config.limits.fanouts,
@@ -182,8 +195,23 @@ def load_batch(path: str | Path) -> LoadedBatch:
         save_events=config.output.events,
         fail_on_error=config.fail_on_error,
         title=config.title,
+        conversation=config.conversation,
+        keep_conversations=config.keep_conversations,
     )
     return LoadedBatch(config, path, plan.validate())
+
+
+def _with_label(agent: AgentConfig, agents: Sequence[AgentConfig]) -> AgentConfig:
+    # An agent that appears with several models is labelled with its model unless the
+    # config labels it: "optimist (openai-proxy/x)".
+    if agent.label is not None or sum(a.key == agent.key for a in agents) < 2:
+        return agent
+    return agent.model_copy(update={"label": f"{agent.display} ({agent.model})"})
+
+
+def _batch_agent(agent: AgentConfig, agents: Sequence[AgentConfig]) -> BatchAgent:
+    ref = agent.to_ref()
+    return BatchAgent(ref.agent_id, ref.name, _with_label(agent, agents).display, model=agent.model)
 
 
 class _Where:

@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from .._core._directory import AgentRef
 from .._core._exceptions import ConfigError
@@ -32,6 +32,33 @@ class PromptItem:
     prompt_id: str
     text: str
     variables: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Where a batch's pairs run: ``fresh`` (a new conversation per pair, the default) or
+#: ``shared`` (each agent's default conversation, one pair of an agent at a time, in order).
+ConversationMode: TypeAlias = Literal["fresh", "shared"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAgent(AgentRef):
+    """An agent of a batch, optionally with a ``model`` handle its requests override.
+
+    The same agent may appear several times with different models (an agents x models
+    matrix); ``key`` tells them apart (``name@model``), and so does the column id its
+    events carry.
+    """
+
+    model: str | None = None
+
+    @property
+    def key(self) -> str:
+        base = self.agent_id or self.name or ""
+        return f"{base}@{self.model}" if self.model else base
+
+    @property
+    def column_id(self) -> str | None:
+        """The events' agent id when a model is set (else the directory's default)."""
+        return self.key if self.model else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +100,8 @@ class BatchPlan:
     save_events: bool = False
     fail_on_error: bool = True
     title: str | None = None
+    conversation: ConversationMode = "fresh"
+    keep_conversations: bool = False
 
     def validate(self) -> BatchPlan:
         """Return ``self`` if the plan can run; raise :class:`ConfigError` otherwise."""
@@ -94,6 +123,10 @@ class BatchPlan:
             raise ConfigError(
                 f"max_streams ({self.max_streams}) must be at least the number of agents "
                 f"({len(self.agents)}): one fan-out holds one stream per agent"
+            )
+        if self.conversation not in ("fresh", "shared"):
+            raise ConfigError(
+                f"conversation must be 'fresh' or 'shared', got {self.conversation!r}"
             )
         if self.retry.attempts < 1:
             raise ConfigError(f"retry attempts must be >= 1, got {self.retry.attempts}")
@@ -130,9 +163,17 @@ class BatchPlan:
                 for p in self.prompts
             ],
             "agents": [
-                {"agent": a.key, "agent_id": a.agent_id, "name": a.name, "label": a.label or a.key}
+                {
+                    "agent": a.key,
+                    "agent_id": a.agent_id,
+                    "name": a.name,
+                    "label": a.label or a.key,
+                    "model": getattr(a, "model", None),
+                }
                 for a in self.agents
             ],
+            "conversation": self.conversation,
+            "keep_conversations": self.keep_conversations,
             "repeats": self.repeats,
             "options": self.options.to_dict(),
             "max_fanouts": self.max_fanouts,

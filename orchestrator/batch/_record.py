@@ -5,7 +5,8 @@ it can be written the moment the agent ends, while the other agents of the same 
 are still streaming. Its JSON shape (one line of ``results.jsonl``)::
 
     {"key": "...", "prompt_id": "p1", "prompt": "...", "variables": {}, "repeat": 1,
-     "agent": "critic", "agent_id": "agent-...", "label": "critic",
+     "agent": "critic", "agent_id": "agent-...", "label": "critic", "model": null | "...",
+     "conversation_id": null | "conv-...",
      "status": "done" | "error" | "cancelled", "text": "...", "reasoning": "...",
      "tool_calls": [{"tool_call_id", "name", "arguments", "status", "result"}],
      "usage": {"prompt_tokens", "completion_tokens", "total_tokens", "step_count"},
@@ -36,6 +37,8 @@ class PairRecorder:
         self.agent_id: str | None = None
         self.label: str | None = None
         self.run_id: str | None = None
+        self.model: str | None = getattr(pair.agent, "model", None)
+        self.conversation_id: str | None = None
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self._tools: dict[str, JSON] = {}
@@ -53,6 +56,8 @@ class PairRecorder:
             self._reasoning.append(event.delta)
         elif kind == "agent_start":
             self.run_id = event.get("run_id") or self.run_id
+            self.conversation_id = event.get("conversation_id") or self.conversation_id
+            self.model = event.get("model") or self.model
         elif kind == "tool_call":
             call_id = str(event.get("tool_call_id") or f"call-{len(self._tools)}")
             self._tools[call_id] = {
@@ -115,6 +120,8 @@ class PairRecorder:
             "agent": pair.agent.key,
             "agent_id": self.agent_id,
             "label": self.label or pair.agent.label or pair.agent.key,
+            "model": self.model,
+            "conversation_id": self.conversation_id,
             "status": self.status,
             "text": "".join(self._text),
             "reasoning": "".join(self._reasoning),

@@ -7,6 +7,13 @@ fan-out over the agents it still needs; fan-outs run concurrently, bounded by
 the moment its agent ends. A pair that ends with a retryable error is retried alone, with
 exponential backoff (tenacity), and written once, with its last outcome.
 
+Conversations (``plan.conversation``): ``fresh`` (the default) runs every pair in a new
+conversation of its agent, so no answer depends on the prompts before it or on what ran at
+the same time, and pairs of one agent may run at once; the conversations are deleted
+afterwards unless ``plan.keep_conversations``. ``shared`` uses each agent's default
+conversation: fan-outs then run strictly one at a time, in file order, each with its
+retries, because one conversation never has two runs at once.
+
 ``BatchRunner.cancel()`` (what Ctrl-C calls) stops starting new work and cancels every
 fan-out in flight, which closes their streams and cancels their runs on the server. Nothing
 is written for the interrupted pairs, so running again with resume finishes exactly them.
@@ -33,12 +40,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from .._core._directory import AgentDirectory
+from .._core._directory import AgentDirectory, AgentRef
 from .._core._events import Event
 from .._core._fanout import open_fanout
 from .._core._options import parse_policy
 from .._core._types import JSON
-from ._plan import BatchPlan, Pair, PromptItem
+from ._plan import BatchAgent, BatchPlan, Pair, PromptItem
 from ._record import PairRecorder, record_failed
 from ._store import JsonlWriter, ResultStore
 
@@ -170,9 +177,15 @@ class BatchRunner:
                 self._scope = scope
                 if self._cancelled:
                     scope.cancel()
-                async with anyio.create_task_group() as tg:
+                if plan.conversation == "shared":
                     for group in todo.values():
-                        tg.start_soon(self._run_group, tg, group)
+                        # The group's retries finish before the next group starts.
+                        async with anyio.create_task_group() as tg:
+                            await self._run_group(tg, group)
+                else:
+                    async with anyio.create_task_group() as tg:
+                        for group in todo.values():
+                            tg.start_soon(self._run_group, tg, group)
             self._scope = None
         self._store = None
         return self.summary
@@ -219,7 +232,7 @@ class BatchRunner:
         plan, store, observer = self.plan, self._store, self.observer
         assert store is not None
         prompt = pairs[0].prompt
-        sources = await self.directory.sources([p.agent for p in pairs])
+        sources = await self.directory.sources([self._ref(p.agent) for p in pairs])
         options = plan.options
         quorum = parse_policy(options.policy)
         if quorum is not None and quorum > len(sources):
@@ -255,6 +268,18 @@ class BatchRunner:
                 if observer is not None:
                     observer.fanout_finished(fanout.fanout_id)
         return list(recorders.values())
+
+    def _ref(self, agent: AgentRef) -> AgentRef:
+        """What the directory gets: the agent, its model and where the pair runs."""
+        fresh = self.plan.conversation == "fresh"
+        return _PairRef(
+            agent.agent_id,
+            agent.name,
+            agent.label,
+            getattr(agent, "model", None),
+            fresh_conversation=fresh or None,
+            keep_conversation=self.plan.keep_conversations if fresh else None,
+        )
 
     # -- outcomes and retries ---------------------------------------------------------------
 
@@ -316,6 +341,13 @@ class BatchRunner:
             self.summary.done += 1
         if self.observer is not None:
             self.observer.pair_finished(record)
+
+
+@dataclass(frozen=True, slots=True)
+class _PairRef(BatchAgent):
+    # Read by directories that can use them (LettaDirectory); others see an AgentRef.
+    fresh_conversation: bool | None = None
+    keep_conversation: bool | None = None
 
 
 async def run_batch(

@@ -25,6 +25,16 @@ from ._source import LettaSource, connect_retrying, create_letta_client
 __all__ = ["LettaDirectory", "SyncResult", "create_letta_directory"]
 
 
+# What a reference may carry for its source besides id, name and label.
+_SOURCE_FIELDS = (
+    "model",
+    "column_id",
+    "conversation_id",
+    "fresh_conversation",
+    "keep_conversation",
+)
+
+
 def _info(agent: Any) -> AgentInfo:
     llm = getattr(agent, "llm_config", None)
     model = (
@@ -145,7 +155,10 @@ class LettaDirectory:
         """One :class:`LettaSource` per reference, in order; names are resolved to ids.
 
         A name that matches no agent gives a source that ends with ``agent_not_found``; a
-        server that cannot be reached, one that ends with ``unavailable``.
+        server that cannot be reached, one that ends with ``unavailable``. References may
+        carry more than :class:`AgentRef` does (the batch runner's do): ``model`` (sent as
+        ``override_model``), ``column_id``, ``conversation_id``, ``fresh_conversation`` and
+        ``keep_conversation`` go to the source when present.
         """
         out: list[Source] = []
         for ref in refs:
@@ -177,13 +190,18 @@ class LettaDirectory:
                     )
                     continue
                 agent_id = info.agent_id
+            extra = {
+                name: getattr(ref, name)
+                for name in _SOURCE_FIELDS
+                if getattr(ref, name, None) is not None
+            }
             out.append(
                 LettaSource(
                     self._client,
                     agent_id,
                     label=label,
                     stream_tokens=self.stream_tokens,
-                    **self.source_options,
+                    **{**self.source_options, **extra},
                 )
             )
         return out

@@ -141,6 +141,12 @@ class LettaSource:
     defaults to the Letta agent id, and must differ when one agent is in a fan-out twice.
     ``conversation_key`` names the (agent, conversation) pair, so that a fan-out refuses to
     run two streams on one conversation at once.
+
+    With ``fresh_conversation`` every :meth:`stream` creates a new conversation of the agent
+    first (its id is in ``conversations`` and in the ``agent_start`` event), so the answer
+    depends on nothing sent before; such a source claims no conversation key (nobody else
+    can be using a conversation it has just created). Unless ``keep_conversation``, the
+    conversation is deleted once its run is over.
     """
 
     def __init__(
@@ -152,6 +158,8 @@ class LettaSource:
         model: str | None = None,
         column_id: str | None = None,
         label: str | None = None,
+        fresh_conversation: bool = False,
+        keep_conversation: bool = True,
         stream_tokens: bool = True,
         connect_retries: int = 3,
         retry_initial_s: float = 0.2,
@@ -168,6 +176,8 @@ class LettaSource:
             raise ConfigError("LettaSource: conversation_id must be non-empty when given")
         if model is not None and not model:
             raise ConfigError("LettaSource: model must be non-empty when given")
+        if fresh_conversation and conversation_id is not None:
+            raise ConfigError("LettaSource: give conversation_id or fresh_conversation, not both")
         self._client = client
         self._requests = _without_retries(client)
         self._letta_agent_id = agent_id
@@ -175,7 +185,13 @@ class LettaSource:
         self._label = label or self._agent_id
         self.conversation_id = conversation_id
         self.model = model
-        self.conversation_key = f"{agent_id}/{conversation_id or 'default'}"
+        self.fresh_conversation = fresh_conversation
+        self.keep_conversation = keep_conversation
+        self.conversations: list[str] = []
+        self._discarded: set[str] = set()
+        self.conversation_key: str | None = (
+            None if fresh_conversation else f"{agent_id}/{conversation_id or 'default'}"
+        )
         self.info: Mapping[str, Any] = {
             "letta_agent_id": agent_id,
             "conversation_id": conversation_id,
@@ -217,6 +233,15 @@ class LettaSource:
         mapper = self._mapper = LettaMapper()
         self._requested = False
         response: httpx.Response | None = None
+        if self.fresh_conversation:
+            try:
+                created = await self._requests.conversations.create(agent_id=self._letta_agent_id)
+            except Exception as exc:
+                for sev in mapper.fail(exc, agent_id=self._letta_agent_id):
+                    yield sev
+                return
+            self.conversation_id = created.id
+            self.conversations.append(created.id)
         try:
             try:
                 response = self._response = await self._open(message)
@@ -244,6 +269,8 @@ class LettaSource:
                         if self._run_pending and mapper.run_id is not None:
                             self._run_pending = False
                             self.run_ids.append(mapper.run_id)
+                            if self.fresh_conversation:
+                                events = [self._with_conversation(sev) for sev in events]
                         for sev in events:
                             yield sev
                     elif event == "error":
@@ -261,6 +288,29 @@ class LettaSource:
             if response is not None:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
+            if self.fresh_conversation and (mapper.ended or not self._requested):
+                # The run is over (or never started): nothing runs in the conversation now.
+                await self._discard()
+
+    def _with_conversation(self, sev: SourceEvent) -> SourceEvent:
+        if sev.type != "agent_start":
+            return sev
+        return SourceEvent("agent_start", {**sev.data, "conversation_id": self.conversation_id})
+
+    async def _discard(self) -> None:
+        conversation_id = self.conversation_id
+        if self.keep_conversation or conversation_id is None:
+            return
+        if conversation_id in self._discarded:
+            return
+        self._discarded.add(conversation_id)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.cancel_timeout_s):
+            try:
+                await self._requests.conversations.delete(
+                    conversation_id, timeout=self.cancel_timeout_s
+                )
+            except (letta_client.LettaError, httpx.HTTPError) as exc:
+                logger.warning("deleting conversation %s failed: %s", conversation_id, exc)
 
     async def _open(self, message: str) -> httpx.Response:
         retrying = connect_retrying(self.connect_retries, self.retry_initial_s, self.retry_max_s)
@@ -338,6 +388,8 @@ class LettaSource:
                     logger.warning("cancelling run %s of agent %s failed: %s", run_id, agent, exc)
             if scope.cancelled_caught:
                 logger.warning("cancelling run %s of agent %s timed out", run_id, agent)
+            if self.fresh_conversation:
+                await self._discard()
 
     async def _own_active_runs(self) -> list[str]:
         # The request is in flight: the server may not have created the run yet. Poll this

@@ -25,10 +25,11 @@ from ..batch._store import MANIFEST_FILE, RESULTS_FILE, read_jsonl
 
 @dataclass(frozen=True, slots=True)
 class ReportColumn:
-    """One agent of the report: its key (id or name, as in the config) and label."""
+    """One agent of the report: its key (id or name, as in the config), label and model."""
 
     agent: str
     label: str
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class AgentSummary:
 
     agent: str
     label: str
+    model: str | None
     planned: int
     completed: int
     succeeded: int
@@ -67,6 +69,7 @@ class AgentSummary:
         return {
             "agent": self.agent,
             "label": self.label,
+            "model": self.model,
             "planned": self.planned,
             "completed": self.completed,
             "succeeded": self.succeeded,
@@ -142,6 +145,7 @@ def _summarise(column: ReportColumn, cells: Sequence[JSON | None]) -> AgentSumma
     return AgentSummary(
         agent=column.agent,
         label=column.label,
+        model=column.model,
         planned=len(cells),
         completed=len(records),
         succeeded=len(ok),
@@ -174,7 +178,9 @@ def build_report(results_dir: Path | str) -> Report:
 
     columns: dict[str, ReportColumn] = {}
     for agent in plan.get("agents", []):
-        columns[agent["agent"]] = ReportColumn(agent["agent"], agent.get("label") or agent["agent"])
+        columns[agent["agent"]] = ReportColumn(
+            agent["agent"], agent.get("label") or agent["agent"], agent.get("model")
+        )
     prompts: dict[str, str] = {p["prompt_id"]: p["text"] for p in plan.get("prompts", [])}
     repeats = int(plan.get("repeats", 1))
     latest: dict[tuple[str, int, str], JSON] = {}
@@ -183,7 +189,12 @@ def build_report(results_dir: Path | str) -> Report:
         if wanted and record.get("key") not in wanted:
             continue  # from an earlier plan of the same directory
         agent = str(record.get("agent"))
-        columns.setdefault(agent, ReportColumn(agent, str(record.get("label") or agent)))
+        column = columns.setdefault(
+            agent, ReportColumn(agent, str(record.get("label") or agent), record.get("model"))
+        )
+        if column.model is None and record.get("model"):
+            # A reference without a model in the config: the record knows which answered.
+            columns[agent] = column = ReportColumn(column.agent, column.label, record["model"])
         prompt_id = str(record.get("prompt_id"))
         prompts.setdefault(prompt_id, str(record.get("prompt", "")))
         repeats = max(repeats, int(record.get("repeat", 1)))

@@ -14,7 +14,7 @@ from jinja2 import Environment, StrictUndefined
 
 from .._core._types import JSON
 from ..batch._store import write_json_atomic
-from ._build import Report, build_report
+from ._build import Report, ReportColumn, build_report
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
@@ -69,6 +69,10 @@ def _md(text: str) -> str:
     )
 
 
+def _heading(column: ReportColumn) -> str:
+    return _md(column.label) + (f"<br>`{column.model}`" if column.model else "")
+
+
 def render_markdown(report: Report) -> str:
     """The report as Markdown: summary table per agent, then prompts x agents."""
     out = [f"# {_md(report.title)}", ""]
@@ -77,18 +81,19 @@ def render_markdown(report: Report) -> str:
     out += [
         "## Per agent",
         "",
-        "| agent | success | median ttft | median tok/s | median duration | tokens | errors |",
-        "|---|---|---|---|---|---|---|",
+        "| agent | model | success | median ttft | median tok/s | median duration | tokens | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for a in report.agents:
         errors = ", ".join(f"{code} x{n}" for code, n in a.errors.items()) or "-"
         out.append(
-            f"| {_md(a.label)} | {a.succeeded}/{a.completed} ({_rate(a.success_rate)}) "
+            f"| {_md(a.label)} | {_md(a.model or '-')} "
+            f"| {a.succeeded}/{a.completed} ({_rate(a.success_rate)}) "
             f"| {_fmt(a.median_ttft_s, ' s')} | {_fmt(a.median_tokens_per_s, '', 1)} "
             f"| {_fmt(a.median_duration_s, ' s')} | {a.total_tokens} | {_md(errors)} |"
         )
     out += ["", "## Answers", ""]
-    out.append("| prompt | " + " | ".join(_md(c.label) for c in report.columns) + " |")
+    out.append("| prompt | " + " | ".join(_heading(c) for c in report.columns) + " |")
     out.append("|---" * (len(report.columns) + 1) + "|")
     for row in report.rows:
         name = f"**{_md(row.prompt_id)}**" + (f" #{row.repeat}" if row.repeat > 1 else "")
@@ -131,11 +136,11 @@ _HTML = """<!doctype html>
 
 <h2>Per agent</h2>
 <table id="agents">
-<thead><tr><th>agent</th><th>success</th><th>median ttft</th><th>median tok/s</th>
+<thead><tr><th>agent</th><th>model</th><th>success</th><th>median ttft</th><th>median tok/s</th>
 <th>median duration</th><th>tokens</th><th>errors</th></tr></thead>
 <tbody>
 {%- for a in report.agents %}
-<tr data-agent="{{ a.agent }}"><td>{{ a.label }}</td>
+<tr data-agent="{{ a.agent }}"><td>{{ a.label }}</td><td class="model">{{ a.model or '-' }}</td>
 <td class="num">{{ a.succeeded }}/{{ a.completed }} ({{ rate(a.success_rate) }})</td>
 <td class="num">{{ fmt(a.median_ttft_s, ' s') }}</td>
 <td class="num">{{ fmt(a.median_tokens_per_s, '', 1) }}</td>
@@ -149,7 +154,7 @@ _HTML = """<!doctype html>
 <h2>Answers</h2>
 <table id="answers">
 <thead><tr><th>prompt</th>
-{%- for c in report.columns %}<th data-agent="{{ c.agent }}">{{ c.label }}</th>{% endfor %}</tr></thead>
+{%- for c in report.columns %}<th data-agent="{{ c.agent }}">{{ c.label }}{% if c.model %}<div class="model">{{ c.model }}</div>{% endif %}</th>{% endfor %}</tr></thead>
 <tbody>
 {%- for row in report.rows %}
 <tr data-prompt="{{ row.prompt_id }}" data-repeat="{{ row.repeat }}">
