@@ -50,7 +50,7 @@ import psutil
 from httpx_sse import aconnect_sse
 from letta_client import AsyncLetta, DefaultAsyncHttpxClient
 
-from orchestrator import LettaSource, open_fanout
+from orchestrator import LettaSource, Overflow, open_fanout
 
 TPS = 50.0
 #: The simulator's pacing quantum: 2.5 tokens per write per stream at 50 tokens/s keeps a
@@ -246,7 +246,9 @@ async def _fanout(base_url: str, agents: int) -> dict[str, Any]:
     return figures
 
 
-async def _stalled(base_url: str, agents: int, stall_s: float, overflow: str) -> dict[str, Any]:
+async def _stalled(
+    base_url: str, agents: int, stall_s: float, overflow: Overflow
+) -> dict[str, Any]:
     proc = psutil.Process()
     async with _client(base_url, agents) as client, httpx.AsyncClient(timeout=60) as http:
         ids = [a.id async for a in client.agents.list(limit=1000)]
