@@ -77,7 +77,7 @@ def describe_exception(exc: BaseException) -> str:
     while cause is not None and id(cause) not in seen and len(seen) < 4:
         seen.add(id(cause))
         cause_text = str(cause).strip()
-        if cause_text and cause_text != text:
+        if cause_text and cause_text not in out:  # often quoted by the outer error already
             out += f" ({type(cause).__name__}: {cause_text})"
         cause = cause.__cause__ or cause.__context__
     return printable(out)
