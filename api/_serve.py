@@ -169,8 +169,11 @@ def serve(
 def _allowed_hosts(bind: str, extra: list[str]) -> tuple[str, ...]:
     # A server bound to a named address answers to that name; 0.0.0.0 and :: are no name
     # a client would use, so those need --allowed-host.
+    from ._settings import is_loopback
+
     hosts = list(extra)
-    if bind.strip("[]") not in ("", "0.0.0.0", "::") and bind not in hosts:
+    wildcard = bind.strip("[]") in ("", "0.0.0.0", "::")
+    if not wildcard and not is_loopback(bind) and bind not in hosts:
         hosts.append(bind)
     return tuple(hosts)
 

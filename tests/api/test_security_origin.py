@@ -63,6 +63,7 @@ def test_serve_allows_the_bind_address_but_no_wildcard() -> None:
     assert _allowed_hosts("10.1.2.3", ["fanout.example"]) == ("fanout.example", "10.1.2.3")
     assert _allowed_hosts("0.0.0.0", []) == ()
     assert _allowed_hosts("::", []) == ()
+    assert _allowed_hosts("127.0.0.1", []) == ()
     assert ApiSettings(allowed_hosts=("::1", "Fanout.Example")).trusted_hosts() == [
         "localhost",
         "127.0.0.1",
