@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -82,7 +83,8 @@ async def _list_agents(directory: AgentDirectory, timeout_s: float) -> list[Agen
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Add the event's JSON Schema to the OpenAPI document (as ``Event``)."""
+    """Add the event's JSON Schema to the OpenAPI document (as ``Event``), and document
+    every ``422`` with the error body the app really sends."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -95,6 +97,7 @@ def install_openapi(app: FastAPI) -> None:
             schema = {k: v for k, v in event_schema().items() if k not in ("$schema", "$id")}
             doc.setdefault("components", {}).setdefault("schemas", {})["Event"] = schema
             _drop_null_parameters(doc)
+            _document_validation_errors(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
@@ -113,3 +116,26 @@ def _drop_null_parameters(doc: dict[str, Any]) -> None:
                 if len(branches) == 1 and len(schema["anyOf"]) == 2:
                     del schema["anyOf"]
                     schema.update(branches[0])
+
+
+_ERROR_REF = "#/components/schemas/ErrorResponse"
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def _document_validation_errors(doc: dict[str, Any]) -> None:
+    # FastAPI documents a 422 it adds by itself with its own body (``{"detail": [...]}``);
+    # the app's handler answers every validation error with ``ErrorResponse`` instead.
+    schemas = doc.get("components", {}).get("schemas", {})
+    if "ErrorResponse" not in schemas:
+        return
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            response = operation.get("responses", {}).get("422")
+            content = (response or {}).get("content", {}).get("application/json", {})
+            if content.get("schema", {}).get("$ref") == _FASTAPI_422:
+                content["schema"] = {"$ref": _ERROR_REF}
+                response["description"] = "invalid_request"
+    if _FASTAPI_422 not in json.dumps(doc.get("paths", {})):
+        schemas.pop("HTTPValidationError", None)
+        if "#/components/schemas/ValidationError" not in json.dumps(doc):
+            schemas.pop("ValidationError", None)
