@@ -14,7 +14,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 import orchestrator
 from orchestrator import AgentDirectory, ConfigError, LettaConnection, LettaDirectory, open_hub
 
-from . import _fanouts, _page, _system, _tokens, _ws
+from . import _fanouts, _page, _sessions, _system, _tokens, _ws
 from ._auth import authorized
 from ._errors import install_error_handlers
 from ._guard import QUERY_TOKEN, Guard, is_public, is_streaming
@@ -63,7 +63,8 @@ def create_app(
                 state.hub = hub
                 state.metrics.bind(hub)
                 try:
-                    yield
+                    async with _sessions.serve_sessions(app, state):
+                        yield
                 finally:
                     state.hub = None
         finally:
@@ -84,8 +85,12 @@ def create_app(
     if directory is not None:
         state.directory = directory
     install_error_handlers(app)
+    _sessions.install_busy_handler(app)
     protected = [Depends(authorized)]
     app.include_router(_fanouts.router, dependencies=protected)
+    if directory is None or isinstance(directory, LettaDirectory):
+        # Sessions are Letta conversations: a server of scripted agents has none.
+        app.include_router(_sessions.router, dependencies=protected)
     app.include_router(_system.router, dependencies=protected)
     app.include_router(_system.open_router)
     app.include_router(_tokens.router, dependencies=protected)

@@ -215,10 +215,24 @@ class FanOutRequest(BaseModel):
 
 
 class StartFrame(FanOutRequest):
-    """WebSocket frame ``{"type": "start", ...}``; ``request_id`` is echoed in the ack."""
+    """WebSocket frame ``{"type": "start", ...}``; ``request_id`` is echoed in the ack.
 
+    With ``session_id`` the message goes to that session's members (``agents`` is then
+    left out).
+    """
+
+    agents: list[AgentSpec] = Field(default_factory=list)
     type: Literal["start"]
     request_id: Name | None = None
+    session_id: Annotated[Name, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _agents_or_session(self) -> StartFrame:
+        if self.session_id is None and not self.agents:
+            raise ValueError("a start frame needs 'agents' (at least one) or 'session_id'")
+        if self.session_id is not None and self.agents:
+            raise ValueError("a start frame takes 'agents' or 'session_id', not both")
+        return self
 
 
 class CancelRequest(BaseModel):

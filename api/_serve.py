@@ -117,6 +117,14 @@ def serve(
         float, typer.Option(help="Seconds a finished fan-out stays resumable.")
     ] = 600.0,
     ping_s: Annotated[float, typer.Option(help="SSE keep-alive interval.")] = 15.0,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ORCHESTRATOR_DATABASE_URL",
+            help="The SQL database of sessions: sqlite:///PATH or postgresql://... "
+            "(default: SQLite at ./.orchestrator/state.db).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the HTTP API (SSE, WebSocket, REST control, the panel page)."""
@@ -137,6 +145,7 @@ def serve(
             letta_base_url=letta_base_url,
             letta_token=letta_token,
             letta_max_connections=letta_max_connections,
+            database_url=database_url,
             max_agents=max_agents,
             max_active_fanouts=max_active,
             retention_s=retention_s,

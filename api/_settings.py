@@ -58,6 +58,9 @@ class ApiSettings:
     retry_after_s: int = 2
     #: How long ``/healthz`` waits for the Letta server.
     health_timeout_s: float = 3.0
+    #: The SQL database of sessions (``sqlite:///PATH`` or ``postgresql://...``); ``None``:
+    #: ``$ORCHESTRATOR_DATABASE_URL``, else SQLite at ``./.orchestrator/state.db``.
+    database_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in (

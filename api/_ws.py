@@ -3,6 +3,7 @@
 Client frames (JSON text)::
 
     {"type": "start", "request_id"?: str, "agents": [...], "message": str, "options": {...}}
+    {"type": "start", "request_id"?: str, "session_id": str, "message": str, "options": {...}}
     {"type": "cancel", "fanout_id": str, "agent_id"?: str, "request_id"?: str}
 
 Server frames: every event of the fan-outs started on this socket (the same JSON as SSE
@@ -28,11 +29,12 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from orchestrator import HubFanOut, UnknownAgentError
+from orchestrator import ConversationBusyError, HubFanOut, UnknownAgentError
 
 from ._auth import key_matches
 from ._errors import ApiError, describe_validation, printable
 from ._models import CancelFrame, StartFrame, text_problem
+from ._sessions import busy_body, get_sessions, start_session_fanout
 from ._state import ApiState, find, get_state, launch
 
 logger = logging.getLogger("api")
@@ -101,6 +103,9 @@ class _Session:
             await self.error("invalid_request", summary, request_id, details=details)
         except ApiError as exc:
             await self.error(exc.code, exc.message, request_id)
+        except ConversationBusyError as exc:
+            error = busy_body(exc)["error"]
+            await self.error(error["code"], error["message"], request_id, agents=error["agents"])
         except (WebSocketDisconnect, OSError):
             raise
         except Exception:
@@ -111,7 +116,18 @@ class _Session:
             )
 
     async def _start(self, frame: StartFrame) -> None:
-        entry = await launch(self.state, frame, streaming=True, transport="websocket")
+        if frame.session_id is not None:
+            entry = await start_session_fanout(
+                self.state,
+                get_sessions(self.websocket),
+                frame.session_id,
+                frame.message,
+                frame.options,
+                streaming=True,
+                transport="websocket",
+            )
+        else:
+            entry = await launch(self.state, frame, streaming=True, transport="websocket")
         await self.send_json(
             {
                 "type": "ack",
