@@ -23,6 +23,16 @@ SSE API: M = 1, 10, 100 clients (httpx-sse), each streaming a 4-agent fan-out fr
 ``sse.cpu_s_per_1000_events`` and ``server_peak_rss_mb`` are the server process's;
 ``errors`` counts failed requests, agent errors and fan-outs that did not complete.
 
+Capacity (every run): the most agents at 50 tokens/s each that one process serves with a
+p99 added delay of at most ``--capacity-p99-ms`` (20 ms), for each mode, found by stepping N
+within the run (doubling from ``--capacity-start`` until a size fails, then bisecting the
+bracket ``--capacity-bisect`` times; the two modes take turns at each step, each run with a
+fresh simulator and worker). The added delay of a run is its p99 token lateness minus the p99
+lateness of ``direct`` at N = 10 (the reference, measured first in the same run: the
+simulator's pacing tick and the network, with the reader idle). A size passes when every
+agent delivered its whole answer and the added p99 is within the limit. Reported as
+``capacity_agents: {"ours": N, "direct": N}`` with every step in ``capacity.steps``.
+
 Prints ONE JSON object::
 
     .venv/bin/python bench/scale.py --json            # N = 10, 100, 1000 (minutes)
@@ -182,9 +192,29 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def _warm_up(client: AsyncLetta, agent_id: str, *, fanout: bool) -> None:
+    # One short answer first, so that one-time costs (the SDK's platform detection, pydantic
+    # building its validators, the first connection) do not land on the measured tokens.
+    message = f"{PROMPT} [[words=3 tps=1000]]"
+    if fanout:
+        async with open_fanout([LettaSource(client, agent_id)], message) as stream:
+            async for _ in stream:
+                pass
+        return
+    stream = await client.agents.messages.create(
+        agent_id=agent_id,
+        messages=[{"role": "user", "content": message}],
+        streaming=True,
+        stream_tokens=True,
+    )
+    async for _ in stream:
+        pass
+
+
 async def _direct(base_url: str, agents: int) -> dict[str, Any]:
     async with _client(base_url, agents) as client:
         ids = [a.id async for a in client.agents.list(limit=1000)]
+        await _warm_up(client, ids[0], fanout=False)
         arrivals: dict[str, list[float]] = {}
         counts = {"events": 0}
         first_last = [float("inf"), 0.0]
@@ -220,6 +250,7 @@ async def _direct(base_url: str, agents: int) -> dict[str, Any]:
 async def _fanout(base_url: str, agents: int) -> dict[str, Any]:
     async with _client(base_url, agents) as client:
         ids = [a.id async for a in client.agents.list(limit=1000)]
+        await _warm_up(client, ids[0], fanout=True)
         sources = [LettaSource(client, agent_id) for agent_id in ids[:agents]]
         arrivals: dict[str, list[float]] = {}
         events = 0
@@ -464,6 +495,85 @@ def _in_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+#: The modes as the capacity figure names them: ``ours`` is the fan-out.
+CAPACITY_MODES = {"direct": "direct", "ours": "fanout"}
+
+
+def _run_size(mode: str, agents: int, tokens: int) -> dict[str, Any]:
+    """One mode at one size, with a fresh simulator and worker."""
+    with simulator(agents, tokens) as sim:
+        cpu0 = sim.cpu_s()
+        figures = _in_worker({"mode": mode, "base_url": sim.base_url, "agents": agents})
+        figures["simulator_cpu_s"] = round(sim.cpu_s() - cpu0, 2)
+    return figures
+
+
+def _capacity(
+    tokens: int, start: int, limit: int, bisect: int, p99_ms: float, reference: dict[str, Any]
+) -> dict[str, Any]:
+    """Step N per mode: double from ``start`` until a size fails, then bisect the bracket."""
+    ref_p99 = float(reference["token_late_p99_ms"])
+    steps: list[dict[str, Any]] = []
+    # Per mode: the largest size that passed and the smallest that failed so far.
+    passed = dict.fromkeys(CAPACITY_MODES, 0)
+    failed: dict[str, int | None] = dict.fromkeys(CAPACITY_MODES)
+    bisected = dict.fromkeys(CAPACITY_MODES, 0)
+
+    def next_size(name: str) -> int | None:
+        low, high = passed[name], failed[name]
+        if high is None:
+            size = start if low == 0 else low * 2
+            return size if size <= limit else None
+        if bisected[name] >= bisect or high - low <= max(2, low // 20):
+            return None
+        return (low + high) // 2
+
+    while True:
+        todo = {name: next_size(name) for name in CAPACITY_MODES}
+        if all(size is None for size in todo.values()):
+            break
+        for name, size in todo.items():  # the modes take turns at every step
+            if size is None:
+                continue
+            figures = _run_size(CAPACITY_MODES[name], size, tokens)
+            complete = "failed" not in figures and figures.get("tokens_timed") == size * tokens
+            added = (
+                round(float(figures["token_late_p99_ms"]) - ref_p99, 2)
+                if "token_late_p99_ms" in figures
+                else None
+            )
+            ok = complete and added is not None and added <= p99_ms
+            steps.append(
+                {
+                    "mode": name,
+                    "agents": size,
+                    "ok": ok,
+                    "complete": complete,
+                    "added_p99_ms": added,
+                    "token_late_p50_ms": figures.get("token_late_p50_ms"),
+                    "token_late_p99_ms": figures.get("token_late_p99_ms"),
+                    "events_per_s": figures.get("events_per_s"),
+                    "cpu_s_per_1000_events": figures.get("cpu_s_per_1000_events"),
+                    "simulator_cpu_s": figures.get("simulator_cpu_s"),
+                }
+            )
+            if failed[name] is not None:
+                bisected[name] += 1
+            if ok:
+                passed[name] = max(passed[name], size)
+            else:
+                failed[name] = size if failed[name] is None else min(failed[name] or size, size)
+    return {
+        "capacity_agents": dict(passed),
+        "first_failed_agents": failed,
+        "criterion": f"all tokens delivered and p99 lateness - reference p99 <= {p99_ms:g} ms",
+        "reference": {"mode": "direct", "agents": 10, "token_late_p99_ms": ref_p99},
+        "tokens_per_agent": tokens,
+        "limit_agents": limit,
+        "steps": steps,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print one JSON object (default)")
@@ -477,6 +587,11 @@ def main() -> None:
     )
     parser.add_argument("--no-sse", action="store_true", help="skip the SSE part")
     parser.add_argument("--no-python-api", action="store_true", help="skip the Python-API part")
+    parser.add_argument("--capacity-tokens", type=int, default=100, help="tokens per answer")
+    parser.add_argument("--capacity-start", type=int, default=50, help="first N of the ladder")
+    parser.add_argument("--capacity-max", type=int, default=3200, help="largest N tried")
+    parser.add_argument("--capacity-bisect", type=int, default=2, help="bisection steps")
+    parser.add_argument("--capacity-p99-ms", type=float, default=20.0, help="p99 added limit")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -497,10 +612,7 @@ def main() -> None:
     for n in () if args.no_python_api else sizes:
         row: dict[str, Any] = {"agents": n, "tokens_per_agent": tokens, "tps_per_agent": TPS}
         for mode in ("direct", "fanout"):
-            with simulator(n, tokens) as sim:
-                cpu0 = sim.cpu_s()
-                row[mode] = _in_worker({"mode": mode, "base_url": sim.base_url, "agents": n})
-                row[mode]["simulator_cpu_s"] = round(sim.cpu_s() - cpu0, 2)
+            row[mode] = _run_size(mode, n, tokens)
         for q in ("p50", "p99"):
             key = f"token_late_{q}_ms"
             row[f"added_delay_{q}_ms"] = round(row["fanout"][key] - row["direct"][key], 2)
@@ -511,10 +623,22 @@ def main() -> None:
         with simulator(stall_n, 100_000) as sim:
             spec = {"mode": "stall", "base_url": sim.base_url, "agents": stall_n}
             stalled.append(_in_worker({**spec, "stall_s": stall_s, "overflow": overflow}))
+    reference = _run_size("direct", 10, args.capacity_tokens)
+    capacity = _capacity(
+        args.capacity_tokens,
+        args.capacity_start,
+        args.capacity_max,
+        args.capacity_bisect,
+        args.capacity_p99_ms,
+        reference,
+    )
     report = {
         "benchmark": "scale",
         "quick": args.quick,
         "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "capacity_agents": capacity.pop("capacity_agents"),
+        "capacity": capacity,
         "python_api": python_api,
         "stalled_consumer": stalled,
         "sse": {} if args.no_sse else _sse(sse_sizes, args.tokens or (50 if args.quick else 200)),
