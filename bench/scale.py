@@ -197,8 +197,8 @@ async def _warm_up(client: AsyncLetta, agent_id: str, *, fanout: bool) -> None:
     # building its validators, the first connection) do not land on the measured tokens.
     message = f"{PROMPT} [[words=3 tps=1000]]"
     if fanout:
-        async with open_fanout([LettaSource(client, agent_id)], message) as stream:
-            async for _ in stream:
+        async with open_fanout([LettaSource(client, agent_id)], message) as merged:
+            async for _ in merged:
                 pass
         return
     stream = await client.agents.messages.create(
