@@ -26,8 +26,9 @@ __all__ = ["MAX_PRESET_BYTES", "PresetCache"]
 
 logger = logging.getLogger(__name__)
 
-#: Largest preset file read; a panel config is a few hundred bytes.
-MAX_PRESET_BYTES = 256 * 1024
+#: Largest preset file read: the config loader's own limit (``docs/config-limits.md``),
+#: checked here before the file is opened so that a larger one costs nothing at all.
+MAX_PRESET_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
