@@ -43,7 +43,7 @@ const attempts = [];
 attempts.push(new Promise((resolve) => {
   const ws = new WebSocket(`ws://${target.host}/v1/ws`);
   ws.onopen = () => { window.__results.ws = "open"; ws.send(JSON.stringify({type: "start", ...JSON.parse(start)})); };
-  ws.onmessage = (e) => { window.__results.ws_message = e.data; };
+  ws.onmessage = (e) => { window.__results.ws_message = e.data; ws.close(); };
   ws.onclose = (e) => { window.__results.ws_close = e.code; resolve(); };
 }));
 
