@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -21,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from orchestrator import FanOutExpiredError, HubFanOut, UnknownAgentError
 
 from ._errors import ApiError, error_body, error_responses
+from ._json import dumps, event_json
 from ._models import (
     CancelAccepted,
     CancelRequest,
@@ -129,11 +129,11 @@ async def _sse_events(entry: HubFanOut, after: int) -> AsyncIterator[ServerSentE
     try:
         async with entry.watch(after) as sub:
             async for event in sub:
-                yield ServerSentEvent(data=event.to_json(), event=event.type, id=str(event.index))
+                yield ServerSentEvent(data=event_json(event), event=event.type, id=str(event.index))
     except FanOutExpiredError as exc:
         # Dropped between the check and the first read: tell the client why the stream ends.
         body = error_body("events_expired", str(exc))["error"]
-        yield ServerSentEvent(data=orjson.dumps(body).decode(), event="error")
+        yield ServerSentEvent(data=dumps(body), event="error")
 
 
 def wants_stream(request: Request) -> bool:

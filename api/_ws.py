@@ -33,6 +33,7 @@ from orchestrator import ConversationBusyError, HubFanOut, UnknownAgentError
 
 from ._auth import key_matches
 from ._errors import ApiError, describe_validation, printable
+from ._json import dumps, event_json
 from ._models import CancelFrame, StartFrame, text_problem
 from ._sessions import busy_body, get_sessions, start_session_fanout
 from ._state import ApiState, find, get_state, launch
@@ -67,7 +68,7 @@ class _Session:
             self.tg.cancel_scope.cancel()
 
     async def send_json(self, obj: dict[str, Any]) -> None:
-        await self.send(orjson.dumps(obj).decode())
+        await self.send(dumps(obj))
 
     async def error(self, code: str, message: str, request_id: Any = None, **extra: Any) -> None:
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
@@ -158,7 +159,7 @@ class _Session:
     async def _forward(self, entry: HubFanOut) -> None:
         async with entry.watch() as sub:
             async for event in sub:
-                await self.send(event.to_json())
+                await self.send(event_json(event))
 
 
 def _echoable(request_id: Any) -> str | None:

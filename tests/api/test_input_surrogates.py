@@ -12,9 +12,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect
+
+from api import ApiSettings, create_app
+from orchestrator import ScriptedDirectory, ScriptedSource
+from tests._servers import serve_app
 
 from .conftest import Api, open_api, read_sse, serve_live
 
@@ -116,3 +122,57 @@ async def test_a_websocket_frame_with_a_lone_surrogate_gets_an_error_and_the_soc
         event = orjson.loads(await ws.recv())
         while event["type"] != "fanout_done":
             event = orjson.loads(await ws.recv())
+
+
+def _upstream(agent_id: str, label: str) -> ScriptedSource:
+    # What an upstream server can send: a lone surrogate in an agent's text.
+    return ScriptedSource(agent_id, ["ok ", "\ud800", " end"], label=label)
+
+
+def _fine(agent_id: str, label: str) -> ScriptedSource:
+    return ScriptedSource(agent_id, ["fine"], label=label)
+
+
+UPSTREAM = {"agents": [{"agent_id": "odd"}, {"agent_id": "fine"}], "message": "hi"}
+
+
+def _texts(events: list[dict[str, Any]]) -> dict[str, str]:
+    texts = {"odd": "", "fine": ""}
+    for event in events:
+        if event["type"] == "content":
+            texts[event["agent_id"]] += event["delta"]
+    return texts
+
+
+async def test_text_that_is_not_unicode_from_upstream_does_not_end_the_socket() -> None:
+    app = create_app(ApiSettings(), ScriptedDirectory({"odd": _upstream, "fine": _fine}))
+    async with serve_app(app) as url, connect(url.replace("http", "ws") + "/v1/ws") as ws:
+        await ws.send(json.dumps({"type": "start", **UPSTREAM}))
+        assert orjson.loads(await ws.recv())["type"] == "ack"
+        events = [orjson.loads(await ws.recv())]
+        while events[-1]["type"] != "fanout_done":
+            events.append(orjson.loads(await ws.recv()))
+        assert [e["index"] for e in events] == list(range(len(events)))
+        assert _texts(events) == {"odd": "ok \ufffd end", "fine": "fine"}
+        # The socket is still open and takes the next frame.
+        await ws.send(json.dumps({"type": "cancel", "fanout_id": "nope"}))
+        assert orjson.loads(await ws.recv())["code"] == "fanout_not_found"
+
+
+async def test_text_that_is_not_unicode_from_upstream_does_not_cut_the_sse_stream() -> None:
+    app = create_app(ApiSettings(), ScriptedDirectory({"odd": _upstream, "fine": _fine}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://localhost") as client,
+            aconnect_sse(
+                client,
+                "POST",
+                "/v1/fanouts",
+                json=UPSTREAM,
+                headers={"Accept": "text/event-stream"},
+            ) as source,
+        ):
+            events = [orjson.loads(sse.data) async for sse in source.aiter_sse()]
+    assert events[-1]["type"] == "fanout_done"
+    assert _texts(events) == {"odd": "ok \ufffd end", "fine": "fine"}
