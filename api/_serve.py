@@ -111,6 +111,10 @@ def serve(
     timeout_keep_alive: Annotated[
         int, typer.Option(help="Seconds an idle keep-alive connection stays open.")
     ] = 5,
+    header_timeout_s: Annotated[
+        float,
+        typer.Option(help="Close a connection that sends no complete request head this long."),
+    ] = 10.0,
     max_agents: Annotated[int, typer.Option(help="Agents per fan-out.")] = 16,
     max_active: Annotated[int, typer.Option(help="Fan-outs running at once (then 429).")] = 32,
     retention_s: Annotated[
@@ -152,6 +156,8 @@ def serve(
             ping_s=ping_s,
         )
         check_bind(host, settings)
+        if header_timeout_s <= 0:
+            raise ConfigError(f"--header-timeout-s must be > 0, got {header_timeout_s}")
         directory = load_factory(scripted) if scripted else None
         if directory is None and not letta_base_url:
             raise ConfigError("set --letta-base-url (LETTA_BASE_URL) or --scripted module:function")
@@ -162,7 +168,7 @@ def serve(
     limits: dict[str, Any] = {
         "log_level": log_level,
         "lifespan": "on",
-        "http": create_http_protocol(),
+        "http": create_http_protocol(header_timeout_s=header_timeout_s),
         "limit_concurrency": limit_concurrency,
         "timeout_keep_alive": timeout_keep_alive,
         # The largest request head h11 buffers (httptools has its own fixed cap).
