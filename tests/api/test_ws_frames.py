@@ -13,6 +13,9 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+import api._ws
+from api._state import launch as launch_fanout
+
 from .conftest import serve_live
 
 START = {"type": "start", "agents": [{"agent_id": "alpha"}], "message": "hi"}
@@ -101,4 +104,24 @@ async def test_an_unknown_type_is_quoted_briefly() -> None:
         await ws.send('{"type": ' + "[" * 1000 + "]" * 1000 + "}")
         error = await _recv(ws)
         assert error["message"] == "frame type must be 'start' or 'cancel', got an array"
+        await _still_runs_a_fanout(ws)
+
+
+async def test_a_frame_that_meets_a_bug_gets_internal_error_and_the_socket_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def launch(state: Any, frame: Any, **kwargs: Any) -> Any:
+        if frame.request_id == "boom":
+            raise RuntimeError("a bug")
+        return await launch_fanout(state, frame, **kwargs)
+
+    monkeypatch.setattr(api._ws, "launch", launch)
+    async with serve_live() as live, connect(live.ws_url) as ws:
+        await ws.send(json.dumps({**START, "request_id": "boom"}))
+        error = await _recv(ws)
+        assert (error["type"], error["code"], error["request_id"]) == (
+            "error",
+            "internal_error",
+            "boom",
+        )
         await _still_runs_a_fanout(ws)
