@@ -84,12 +84,18 @@ class Sessions:
     # -- sessions -------------------------------------------------------------------------
 
     async def create(
-        self, agents: Sequence[MemberSpec | str], *, title: str | None = None
+        self,
+        agents: Sequence[MemberSpec | str],
+        *,
+        title: str | None = None,
+        session_id: str | None = None,
     ) -> SessionRecord:
         """A new session with one fresh conversation per member, in the given order.
 
-        Strings are agent ids. Raises :class:`ConfigError` naming an agent that does not
-        exist (nothing is created then) and :class:`SourceError` when the server fails.
+        Strings are agent ids. ``session_id`` chooses the id (an AG-UI thread id, say);
+        by default a new one is drawn. Raises :class:`ConfigError` naming an agent that
+        does not exist (nothing is created then) and :class:`SourceError` when the server
+        fails.
         """
         specs = [MemberSpec(agent_id=a) if isinstance(a, str) else a for a in agents]
         if not specs:
@@ -117,7 +123,7 @@ class Sessions:
                     for n, m in enumerate(members, 1)
                 ]
             record = SessionRecord(
-                f"s-{uuid.uuid4().hex[:12]}", tuple(members), title, None, time.time()
+                session_id or f"s-{uuid.uuid4().hex[:12]}", tuple(members), title, None, time.time()
             )
             await self.store.add_session(record)
         except BaseException:
