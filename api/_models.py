@@ -54,28 +54,33 @@ _MESSAGE_PATTERN = (
 
 
 def text_problem(value: str, *, name: bool = False) -> str | None:
-    """What makes ``value`` unfit as text (or, with ``name=True``, as a name), else ``None``."""
+    """What makes ``value`` unfit as text (or, with ``name=True``, as a name), else ``None``.
+
+    Worded as the config loader words it, so a prompt gets the same answer from a file and
+    from the API.
+    """
     match = (_BAD_IN_NAME if name else _BAD_IN_TEXT).search(value)
     if match is None:
         return None
     char = match.group()
-    where = f"U+{ord(char):04X} at character {match.start() + 1}"
+    where = f"at character {match.start() + 1}"
+    code = f"U+{ord(char):04X}"
     if "\ud800" <= char <= "\udfff":
-        return f"is not valid Unicode text: lone surrogate {where}"
-    return f"holds control character {where}, not allowed in {'a name' if name else 'text'}"
+        return f"not valid Unicode text: lone surrogate {code} {where}"
+    return f"control character {code} {where} is not allowed in {'a name' if name else 'text'}"
 
 
 def _check_text(value: str) -> str:
     problem = text_problem(value)
     if problem is not None:
-        raise PydanticCustomError("invalid_text", "string {problem}", {"problem": problem})
+        raise PydanticCustomError("invalid_text", "{problem}", {"problem": problem})
     return value
 
 
 def _check_name(value: str) -> str:
     problem = text_problem(value, name=True)
     if problem is not None:
-        raise PydanticCustomError("invalid_text", "string {problem}", {"problem": problem})
+        raise PydanticCustomError("invalid_text", "{problem}", {"problem": problem})
     return value
 
 
