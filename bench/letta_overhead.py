@@ -15,6 +15,14 @@ distribution-free 95 % confidence interval of that median (binomial order statis
 whether the data decide the question (``decided``). A round that fails (the shared server
 was restarted under it, say) is counted in ``failed_rounds`` and run again.
 
+First token added (``first_token_added_ms`` per scenario): the client's HTTP transport is
+wrapped (:class:`ChunkClock`) so that every chunk of a response body is timestamped as it
+leaves httpx's connection pool; per agent, the time from the chunk that carries its first
+``assistant_message`` frame to the fan-out yielding that agent's first ``content`` event. The
+server's own time to first token, and its variance, is not in it. The same figure for the
+SDK's iterator (chunk to its first ``AssistantMessage``) is printed beside it as context
+(``direct_first_token_added_ms``). Median and p99 over every agent of every round.
+
 Needs a running Letta server with the scripted model (``orchestrator stack up``); the
 agents it creates are deleted at the end. The scripted model streams at ``--tps`` tokens per
 second so TTFT measures a real wait, not a buffer flush.
@@ -44,11 +52,11 @@ from typing import Any, cast
 
 import anyio
 import httpx
-from letta_client import AsyncLetta
+from letta_client import AsyncLetta, DefaultAsyncHttpxClient
 
 from orchestrator import LettaSource, open_fanout
 from orchestrator.config._config import LettaConnection
-from orchestrator.letta._source import create_letta_client, default_base_url
+from orchestrator.letta._source import default_base_url
 
 MODEL = "openai-proxy/scripted"
 EMBEDDING = "openai/text-embedding-3-small"
@@ -56,16 +64,103 @@ PERSONAS = (
     "Optimist. You look for what could go right.",
     "Skeptic. You question every assumption.",
     "Historian. You answer with precedent.",
+    "Engineer. You ask how it would be built.",
+    "Economist. You count the costs.",
+    "Lawyer. You look for the risks.",
+    "Teacher. You explain it simply.",
+    "Designer. You think of the user.",
 )
+#: Scenario name -> number of agents streaming at once.
+SCENARIOS = {"1_agent": 1, "3_agents": 3, "8_agents": 8}
+_CONTENT_FRAME = b'"message_type":"assistant_message"'
+
+
+class _TimedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, clock: ChunkClock, agent_id: str) -> None:
+        self._inner = inner
+        self._clock = clock
+        self._agent_id = agent_id
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = False
+        async for chunk in self._inner:
+            if not seen and _CONTENT_FRAME in chunk:
+                seen = True
+                self._clock.first_content[self._agent_id] = time.perf_counter()
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class ChunkClock(httpx.AsyncBaseTransport):
+    """A transport that timestamps the body chunk carrying each agent's first text frame.
+
+    ``first_content[agent_id]`` is the ``time.perf_counter()`` at which the chunk holding the
+    first ``assistant_message`` frame of that agent's current stream left the connection
+    pool (the first content byte as the client's HTTP layer sees it); :meth:`reset` before
+    each run.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self.first_content: dict[str, float] = {}
+        self.request_sent: dict[str, float] = {}
+
+    def reset(self) -> None:
+        self.first_content.clear()
+        self.request_sent.clear()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        parts = request.url.path.strip("/").split("/")
+        streaming = len(parts) >= 4 and parts[1] == "agents" and parts[3] == "messages"
+        if streaming:
+            self.request_sent[parts[2]] = time.perf_counter()
+        response = await self._inner.handle_async_request(request)
+        if streaming:
+            stream = cast("httpx.AsyncByteStream", response.stream)
+            response.stream = _TimedStream(stream, self, parts[2])
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
 
 # One run of one scenario: per agent (ttft_s, duration_s), measured from the request.
 Timings = list[tuple[float, float]]
+#: Per agent of every run of the current round: (kind, scenario) -> seconds from the first
+#: content chunk to the first text the reader got (the round loop keeps counted rounds).
+ROUND_ADDED: dict[tuple[str, str], list[float]] = {}
+#: The same for the seconds from the start of a run to its request reaching the transport.
+ROUND_SENT: dict[tuple[str, str], list[float]] = {}
 
 
-async def direct(client: AsyncLetta, agent_ids: list[str], prompt: str) -> Timings:
+def _record_added(
+    kind: str,
+    agent_ids: list[str],
+    t0: float,
+    firsts: dict[str, float],
+    clock: ChunkClock | None,
+) -> None:
+    if clock is None:
+        return
+    scenario = next(name for name, n in SCENARIOS.items() if n == len(agent_ids))
+    for agent_id in agent_ids:
+        ROUND_ADDED.setdefault((kind, scenario), []).append(
+            firsts[agent_id] - clock.first_content[agent_id]
+        )
+        ROUND_SENT.setdefault((kind, scenario), []).append(clock.request_sent[agent_id] - t0)
+
+
+async def direct(
+    client: AsyncLetta, agent_ids: list[str], prompt: str, clock: ChunkClock | None = None
+) -> Timings:
     """Stream from every agent at once with the SDK alone (the baseline)."""
     out: Timings = []
-    t0 = time.monotonic()
+    firsts: dict[str, float] = {}
+    if clock is not None:
+        clock.reset()
+    t0 = time.perf_counter()
 
     async def one(agent_id: str) -> None:
         first: float | None = None
@@ -77,34 +172,54 @@ async def direct(client: AsyncLetta, agent_ids: list[str], prompt: str) -> Timin
         )
         async for item in stream:
             if first is None and getattr(item, "message_type", None) == "assistant_message":
-                first = time.monotonic() - t0
+                firsts[agent_id] = now = time.perf_counter()
+                first = now - t0
         if first is None:
             raise RuntimeError(f"agent {agent_id} streamed no text")
-        out.append((first, time.monotonic() - t0))
+        out.append((first, time.perf_counter() - t0))
 
     async with anyio.create_task_group() as tg:
         for agent_id in agent_ids:
             tg.start_soon(one, agent_id)
+    _record_added("direct", agent_ids, t0, firsts, clock)
     return out
 
 
-async def fanout(client: AsyncLetta, agent_ids: list[str], prompt: str) -> Timings:
+async def fanout(
+    client: AsyncLetta, agent_ids: list[str], prompt: str, clock: ChunkClock | None = None
+) -> Timings:
     """The same streams through ``open_fanout`` and ``LettaSource``."""
-    first: dict[str, float] = {}
+    firsts: dict[str, float] = {}
     done: dict[str, float] = {}
-    t0 = time.monotonic()
+    if clock is not None:
+        clock.reset()
+    t0 = time.perf_counter()
     sources = [LettaSource(client, agent_id) for agent_id in agent_ids]
     async with open_fanout(sources, prompt) as stream:
         async for event in stream:
             if event.agent_id is None:
                 continue
-            if event.type == "content" and event.agent_id not in first:
-                first[event.agent_id] = time.monotonic() - t0
+            if event.type == "content" and event.agent_id not in firsts:
+                firsts[event.agent_id] = time.perf_counter()
             elif event.is_terminal:
                 if event.type != "agent_done":
                     raise RuntimeError(f"agent {event.agent_id} ended with {event.to_json()}")
-                done[event.agent_id] = time.monotonic() - t0
-    return [(first[a], done[a]) for a in agent_ids]
+                done[event.agent_id] = time.perf_counter() - t0
+    _record_added("fanout", agent_ids, t0, firsts, clock)
+    return [(firsts[a] - t0, done[a]) for a in agent_ids]
+
+
+def _added_summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"median": None, "p99": None, "max": None, "samples": 0}
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return {
+        "median": round(1000 * statistics.median(ordered), 3),
+        "p99": round(1000 * p99, 3),
+        "max": round(1000 * ordered[-1], 3),
+        "samples": len(ordered),
+    }
 
 
 def summary(timings: Timings) -> dict[str, Any]:
@@ -208,7 +323,21 @@ async def wait_healthy(client: AsyncLetta, within_s: float = 120.0) -> None:
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     load_start = round(os.getloadavg()[0], 2)
     base_url = args.base_url or default_base_url()
-    client = create_letta_client(LettaConnection(base_url=base_url))
+    connection = LettaConnection(base_url=base_url)
+    timeout = httpx.Timeout(connection.timeout_s, connect=connection.connect_timeout_s)
+    limits = httpx.Limits(
+        max_connections=connection.max_connections,
+        max_keepalive_connections=connection.max_connections,
+    )
+    # The client create_letta_client builds, with the chunk clock around its transport.
+    clock = ChunkClock(httpx.AsyncHTTPTransport(limits=limits))
+    client = AsyncLetta(
+        base_url=base_url,
+        api_key=connection.token(),
+        timeout=timeout,
+        max_retries=0,
+        http_client=DefaultAsyncHttpxClient(transport=clock, timeout=timeout),
+    )
     prompt = f"Describe the sea [[words={args.words} tps={args.tps}]]"
     agent_ids: list[str] = []
     try:
@@ -223,24 +352,30 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 ],
             )
             agent_ids.append(agent.id)
-        kinds: dict[str, Callable[[AsyncLetta, list[str], str], Awaitable[Timings]]] = {
+        kinds: dict[
+            str, Callable[[AsyncLetta, list[str], str, ChunkClock | None], Awaitable[Timings]]
+        ] = {
             "direct": direct,
             "fanout": fanout,
         }
-        scenarios = {"1_agent": agent_ids[:1], "3_agents": agent_ids}
+        scenarios = {name: agent_ids[:n] for name, n in SCENARIOS.items()}
         results: dict[tuple[str, str], Timings] = {(s, k): [] for s in scenarios for k in kinds}
         per_round: dict[str, list[tuple[Timings, Timings]]] = {s: [] for s in scenarios}
+        added: dict[tuple[str, str], list[float]] = {}
+        sent: dict[tuple[str, str], list[float]] = {}
         round_no = 0
         failed = 0
         while round_no < args.warmup + args.rounds:
             this_round: dict[tuple[str, str], Timings] = {}
+            ROUND_ADDED.clear()
+            ROUND_SENT.clear()
             try:
                 for scenario, kind in run_order(round_no, list(scenarios), list(kinds)):
                     # The server goes on working for a moment after a stream ends: start
                     # each run on a settled server, or a run pays for the one before it.
                     await settle(client, agent_ids, args.pause_s)
                     this_round[(scenario, kind)] = await kinds[kind](
-                        client, scenarios[scenario], prompt
+                        client, scenarios[scenario], prompt, clock
                     )
             except Exception:
                 failed += 1
@@ -252,6 +387,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             if round_no > args.warmup:
                 for key, timings in this_round.items():
                     results[key].extend(timings)
+                for key, values in ROUND_ADDED.items():
+                    added.setdefault(key, []).extend(values)
+                for key, values in ROUND_SENT.items():
+                    sent.setdefault(key, []).extend(values)
                 for scenario in scenarios:
                     per_round[scenario].append(
                         (this_round[(scenario, "direct")], this_round[(scenario, "fanout")])
@@ -264,8 +403,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     report = {
         s: compare(results[(s, "direct")], results[(s, "fanout")], per_round[s]) for s in scenarios
     }
+    for s in scenarios:
+        report[s]["first_token_added_ms"] = _added_summary(added.get(("fanout", s), []))
+        report[s]["direct_first_token_added_ms"] = _added_summary(added.get(("direct", s), []))
+        # Context: from the start of a run to each request reaching the HTTP transport.
+        report[s]["request_sent_ms"] = {
+            kind: _added_summary(sent.get((kind, s), [])) for kind in ("direct", "fanout")
+        }
     return {
         "benchmark": "letta_overhead",
+        "first_token_added_ms": {
+            s: {k: report[s]["first_token_added_ms"][k] for k in ("median", "p99")}
+            for s in scenarios
+        },
+        "first_token_target_ms": {"median": 1.0, "p99": 5.0},
         "base_url": base_url,
         "rounds": args.rounds,
         "warmup_rounds": args.warmup,
