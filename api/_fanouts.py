@@ -167,7 +167,10 @@ async def create_fanout(
 
 
 @router.get(
-    "/{fanout_id}/events", responses={**_SSE_RESPONSE, **error_responses(404, 410, 422, 503)}
+    "/{fanout_id}/events",
+    # Only an event stream: without this, FastAPI would also list an empty JSON answer.
+    response_class=EventSourceResponse,
+    responses={**_SSE_RESPONSE, **error_responses(404, 410, 422, 503)},
 )
 async def fanout_events(
     fanout_id: str,

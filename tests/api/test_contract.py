@@ -69,6 +69,20 @@ async def test_every_json_endpoint_names_its_response_schema() -> None:
     assert "HTTPValidationError" not in str(doc)
 
 
+async def test_no_answer_is_documented_as_just_any_json() -> None:
+    async with open_api() as api:
+        doc = (await api.client.get("/openapi.json")).json()
+    empty = [
+        (method, path, status, media)
+        for path, operations in doc["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+        for media, content in response.get("content", {}).items()
+        if not content.get("schema")
+    ]
+    assert empty == []
+
+
 async def test_real_responses_validate_against_the_document(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
