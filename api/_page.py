@@ -15,7 +15,6 @@ configs folder with :func:`create_page_router`.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
@@ -28,8 +27,6 @@ from ._models import PresetList
 from ._presets import PresetCache
 
 __all__ = ["CONTENT_SECURITY_POLICY", "STATIC_DIR", "create_page_router", "page_router"]
-
-logger = logging.getLogger(__name__)
 
 #: Where the page's files live.
 STATIC_DIR = Path(__file__).parent / "static"
