@@ -14,7 +14,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 import orchestrator
 from orchestrator import AgentDirectory, ConfigError, LettaConnection, LettaDirectory, open_hub
 
-from . import _fanouts, _page, _sessions, _system, _tokens, _ws
+from . import _agui, _aisdk, _fanouts, _page, _sessions, _system, _tokens, _ws
 from ._auth import authorized
 from ._errors import install_error_handlers
 from ._guard import QUERY_TOKEN, Guard, is_public, is_streaming
@@ -88,6 +88,9 @@ def create_app(
     _sessions.install_busy_handler(app)
     protected = [Depends(authorized)]
     app.include_router(_fanouts.router, dependencies=protected)
+    # Frontend protocols: AG-UI for a whole fan-out, the AI SDK's stream per agent.
+    app.include_router(_agui.router, dependencies=protected)
+    app.include_router(_aisdk.router, dependencies=protected)
     if directory is None or isinstance(directory, LettaDirectory):
         # Sessions are Letta conversations: a server of scripted agents has none.
         app.include_router(_sessions.router, dependencies=protected)

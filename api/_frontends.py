@@ -1,0 +1,247 @@
+"""What the frontend protocols share (AG-UI in ``_agui``, the AI SDK stream in ``_aisdk``).
+
+Both endpoints take the agents as ``POST /v1/fanouts`` does (or a panel preset by id), start
+an ordinary fan-out in the hub (so ``GET /v1/fanouts/{id}`` and cancel work on it) and
+write the protocol's own SSE framing: ``data: <json>`` lines separated by a blank line,
+with ``\\n`` line ends (AG-UI's client splits events on ``\\n\\n`` only).
+
+A conversation id of the protocol (AG-UI's ``threadId``, ``useChat``'s ``id``) is a session
+id: with a Letta server, the first call creates the session under that id and later calls
+continue its members' conversations. A server of scripted agents has no sessions; there
+every call is a fresh fan-out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Request
+from pydantic import Field, StringConstraints
+from pydantic_core import PydanticCustomError
+from sse_starlette import EventSourceResponse
+
+from orchestrator import (
+    ConfigError,
+    HubFanOut,
+    Sessions,
+    SourceError,
+    UnknownSessionError,
+)
+
+from ._errors import ApiError, describe_exception
+from ._fanouts import _EventStream, events_url
+from ._models import AgentSpec, FanOutRequest, OptionsSpec, text_problem
+from ._presets import PresetCache
+from ._sessions import MemberRequest, start_session_fanout
+from ._state import ApiState, launch
+
+__all__ = [
+    "ConversationId",
+    "FanOutStart",
+    "check_strings",
+    "protocol_stream",
+    "resolve_agents",
+    "start_fanout",
+]
+
+#: A protocol's conversation id (AG-UI ``threadId``, ``useChat`` ``id``): it is used as a
+#: session id, so it is short and safe in a URL path.
+ConversationId = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"), Field(min_length=1)
+]
+
+# The presets of ./configs, as GET /v1/presets offers them.
+_PRESETS = PresetCache("configs")
+_MAX_DEPTH = 64
+
+
+def check_strings(value: Any, where: str = "body", depth: int = 0) -> None:
+    """Refuse a body holding a string (key or value) that is not text: lone surrogates and
+    control characters (tab and line breaks are kept), as every other endpoint does.
+
+    Raises ``PydanticCustomError`` naming where, for a model validator to report as ``422``.
+    """
+    if depth > _MAX_DEPTH:
+        raise PydanticCustomError(
+            "too_deep",
+            "{where} is nested more than {depth} levels deep",
+            {"where": where, "depth": _MAX_DEPTH},
+        )
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            raise PydanticCustomError(
+                "invalid_text", "{where}: string {problem}", {"where": where, "problem": problem}
+            )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_strings(key, where, depth + 1)
+            check_strings(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            check_strings(item, f"{where}[{n}]", depth + 1)
+
+
+async def resolve_agents(
+    agents: Sequence[MemberRequest] | None,
+    preset: str | None,
+    options: OptionsSpec | None,
+    where: str,
+) -> tuple[list[MemberRequest], OptionsSpec]:
+    """The agents and options of a request: given, or those of the panel preset ``preset``.
+
+    Options given in the request win over the preset's. ``422 unknown_preset`` names a
+    preset that the configs folder does not hold.
+    """
+    if agents:
+        return list(agents), options or OptionsSpec()
+    listing = await _PRESETS.aread()
+    found = next((p for p in listing.presets if p.id == preset), None)
+    if found is None:
+        known = ", ".join(p.id for p in listing.presets) or "none"
+        raise ApiError(
+            422, "unknown_preset", f"{where}.preset: no preset {preset!r} (presets: {known})"
+        )
+    members = [MemberRequest(agent_id=a.agent_id, name=a.name, label=a.label) for a in found.agents]
+    return members, options or found.options
+
+
+class FanOutStart:
+    """A fan-out started for a protocol request, and the session it belongs to (if any)."""
+
+    def __init__(self, entry: HubFanOut, session_id: str | None) -> None:
+        self.entry = entry
+        self.session_id = session_id
+
+    def announcement(self) -> dict[str, Any]:
+        """What the stream tells the client first: ids, URLs and the columns."""
+        entry = self.entry
+        return {
+            "fanout_id": entry.fanout_id,
+            "events_url": events_url(entry.fanout_id),
+            "status_url": f"/v1/fanouts/{entry.fanout_id}",
+            "cancel_url": f"/v1/fanouts/{entry.fanout_id}/cancel",
+            "session_id": self.session_id,
+            "agents": [{"agent_id": a, "label": label} for a, label in entry.agents.items()],
+        }
+
+
+async def start_fanout(
+    request: Request,
+    state: ApiState,
+    *,
+    conversation: str,
+    agents: Sequence[MemberRequest],
+    message: str,
+    options: OptionsSpec,
+    streaming: bool,
+    transport: str,
+) -> FanOutStart:
+    """Start the fan-out of a protocol request in the hub.
+
+    With sessions (a Letta server), ``conversation`` names the session: created from
+    ``agents`` on first use, continued afterwards (its members are then the columns).
+    Raises :class:`ApiError` as ``POST /v1/fanouts`` does, and ``ConversationBusyError``
+    (``409``) while a fan-out of that session still runs.
+    """
+    sessions: Sessions | None = getattr(request.app.state, "sessions", None)
+    if sessions is None:
+        modelled = [n for n, a in enumerate(agents) if a.model]
+        if modelled:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"agents[{modelled[0]}].model: choosing a model needs sessions "
+                "(a server with a Letta directory)",
+            )
+        body = FanOutRequest.model_construct(
+            agents=[AgentSpec(agent_id=a.agent_id, name=a.name, label=a.label) for a in agents],
+            message=message,
+            options=options,
+        )
+        entry = await launch(state, body, streaming=streaming, transport=transport)
+        return FanOutStart(entry, None)
+    if len(agents) > state.settings.max_agents:
+        raise ApiError(
+            422,
+            "too_many_agents",
+            f"a fan-out may have at most {state.settings.max_agents} agents, got {len(agents)}",
+        )
+    async with _creating(request, conversation):
+        await _ensure_session(sessions, conversation, agents)
+    entry = await start_session_fanout(
+        state,
+        sessions,
+        conversation,
+        message,
+        options,
+        streaming=streaming,
+        transport=transport,
+    )
+    return FanOutStart(entry, conversation)
+
+
+async def _ensure_session(
+    sessions: Sessions, session_id: str, agents: Sequence[MemberRequest]
+) -> None:
+    try:
+        await sessions.get(session_id)
+        return
+    except UnknownSessionError:
+        pass
+    try:
+        await sessions.create([a.to_spec() for a in agents], session_id=session_id)
+    except ConfigError as exc:
+        raise ApiError(422, "agent_not_found", str(exc)) from None
+    except SourceError as exc:
+        raise ApiError(
+            502, "letta_unavailable", f"the Letta server failed: {describe_exception(exc)}"
+        ) from None
+
+
+@asynccontextmanager
+async def _creating(request: Request, key: str) -> AsyncIterator[None]:
+    # Two first calls of one thread at once must not both create its session.
+    locks: dict[str, list[Any]] = request.app.state.__dict__.setdefault("frontend_locks", {})
+    held = locks.setdefault(key, [anyio.Lock(), 0])
+    held[1] += 1
+    try:
+        async with held[0]:
+            yield
+    finally:
+        held[1] -= 1
+        if held[1] == 0:
+            del locks[key]
+
+
+def protocol_stream(
+    state: ApiState,
+    entry: HubFanOut,
+    body: AsyncIterator[bytes],
+    *,
+    media_type: str = "text/event-stream",
+    headers: Mapping[str, str] | None = None,
+) -> EventSourceResponse:
+    """An SSE response of already framed ``body`` chunks, with keep-alive comments."""
+    settings = state.settings
+    return _EventStream(
+        entry.fanout_id,
+        body,
+        ping=settings.ping_s,
+        send_timeout=settings.send_timeout_s,
+        sep="\n",
+        media_type=media_type,
+        headers={"X-Fanout-Id": entry.fanout_id, **(headers or {})},
+    )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean(text: str) -> str:
+    """``text`` with lone surrogates (from an upstream server) replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
