@@ -143,4 +143,4 @@ def test_stalled_readers_are_dropped_and_their_connections_closed(
     # max_log_events while its reader stalls); later batches reuse that memory. Keeping
     # ~9 MB per dropped client would add ~9 * CLIENTS * (BATCHES - 1) MB after the first.
     kept = (rss[-1] - rss[1]) / (CLIENTS * (BATCHES - 1))
-    assert kept < 4, f"the server kept {kept:.1f} MB per dropped client: {rss}"
+    assert kept < 5, f"the server kept {kept:.1f} MB per dropped client: {rss}"
