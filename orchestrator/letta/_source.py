@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 import httpx
 import letta_client
-from httpx_sse import EventSource
+import orjson
 from letta_client import AsyncLetta, DefaultAsyncHttpxClient, omit
 from tenacity import (
     AsyncRetrying,
@@ -44,6 +44,7 @@ from .._core._events import SourceEvent
 from .._core._exceptions import ConfigError, SourceError
 from ..config._config import LettaConnection
 from ._mapping import LettaMapper
+from ._sse import SSEFrames
 
 __all__ = ["LettaSource", "connect_retrying", "create_letta_client", "default_base_url"]
 
@@ -101,6 +102,15 @@ def _without_retries(client: AsyncLetta) -> AsyncLetta:
     if copy is None:
         copy = _RETRYLESS[client] = client.with_options(max_retries=0)
     return copy
+
+
+def _loads(data: bytes) -> Any:
+    # orjson per token; what it refuses and Python's json reads (NaN, lone surrogates, huge
+    # integers, bytes that are not UTF-8, decoded as httpx would) goes to json as before.
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data.decode("utf-8", "replace"))
 
 
 def _is_connect_failure(exc: BaseException) -> bool:
@@ -253,30 +263,34 @@ class LettaSource:
                     yield sev
                 return
             feed = mapper.feed
-            loads = json.loads
+            frames = SSEFrames().feed
+            done = False
             try:
                 # The SDK would build a pydantic object per frame (about half the client's
-                # CPU per token, see bench/README.md): parse the SSE frames ourselves and map
-                # the JSON, with the SDK's rules: ``[DONE]`` ends the stream, ``event: error``
-                # fails it, frames with any other event name are skipped.
-                async for sse in EventSource(response).aiter_sse():
-                    data = sse.data
-                    if data.startswith("[DONE]"):
+                # CPU per token, see bench/README.md): parse the SSE frames ourselves, from
+                # the body's bytes, and map the JSON, with the SDK's rules: ``[DONE]`` ends
+                # the stream, ``event: error`` fails it, frames with any other event name
+                # are skipped.
+                async for chunk in response.aiter_bytes():
+                    for event, data in frames(chunk):
+                        if data.startswith(b"[DONE]"):
+                            done = True
+                            break
+                        if event == b"message":
+                            events = feed(_loads(data))
+                            if self._run_pending and mapper.run_id is not None:
+                                self._run_pending = False
+                                self.run_ids.append(mapper.run_id)
+                                if self.fresh_conversation:
+                                    events = [self._with_conversation(sev) for sev in events]
+                            for sev in events:
+                                yield sev
+                        elif event == b"error":
+                            for sev in mapper.error_frame(data.decode("utf-8", "replace")):
+                                yield sev
+                            return
+                    if done:
                         break
-                    event = sse.event
-                    if event == "message":
-                        events = feed(loads(data))
-                        if self._run_pending and mapper.run_id is not None:
-                            self._run_pending = False
-                            self.run_ids.append(mapper.run_id)
-                            if self.fresh_conversation:
-                                events = [self._with_conversation(sev) for sev in events]
-                        for sev in events:
-                            yield sev
-                    elif event == "error":
-                        for sev in mapper.error_frame(data):
-                            yield sev
-                        return
             except Exception as exc:
                 for sev in mapper.fail(exc, agent_id=self._letta_agent_id):
                     yield sev
