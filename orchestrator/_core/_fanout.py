@@ -18,7 +18,7 @@ from anyio.lowlevel import checkpoint
 from ._claims import conversation_claims
 from ._events import Event, SourceEvent, build_event
 from ._exceptions import ConfigError, FanOutStateError, SourceError, UnknownAgentError
-from ._lane import Lane, require_delta
+from ._lane import Lane, Ready, require_delta
 from ._options import FanOutOptions, FanOutOverrides, parse_policy
 from ._result import AgentStatus, ErrorInfo, FanOutResult
 from ._source import Source
@@ -52,7 +52,9 @@ class FanOut:
         self.fanout_id = fanout_id or f"f-{uuid.uuid4().hex[:12]}"
         self.prompt = prompt
         self.options = options
-        self._ready: deque[Lane] = deque()
+        # Lanes with buffered events, served in turn. The start marker stands first, so
+        # fanout_start comes out through the same fast path as every other event.
+        self._ready: deque[Ready] = deque((_StartMarker(self),))
         self._lanes: dict[str, Lane] = {
             s.agent_id: Lane(
                 s,
@@ -71,7 +73,6 @@ class FanOut:
         self._index = 0
         self._checkpoint_every = max(_CHECKPOINT_EVERY, 2 * len(self._lanes))
         self._next_checkpoint = self._checkpoint_every
-        self._started = False
         self._finished = False
         self._closing = False
         # Agents whose terminal event is not buffered yet: once none are left and every
@@ -152,7 +153,7 @@ class FanOut:
         """
         ready = self._ready
         while True:
-            if ready and self._started:
+            if ready:
                 index = self._index
                 self._index = index + 1
                 event = ready.popleft().pop_nowait(index)
@@ -160,14 +161,13 @@ class FanOut:
                     self._next_checkpoint = index + self._checkpoint_every
                     await checkpoint()
                 return event
-            if not self._started:
-                self._started = True
-                return self._make_fanout_event("fanout_start", self._start_data())
             if self._finished or self._closing:
                 raise StopAsyncIteration
             if self._unbuffered_terminals == 0:
                 self._finished = True
-                return self._make_fanout_event("fanout_done", self._done_data())
+                index = self._index
+                self._index = index + 1
+                return self._fanout_event("fanout_done", index, self._done_data())
             # Waiting suspends anyway: the next yield is due a full stretch from here.
             self._next_checkpoint = self._index + self._checkpoint_every
             self._wakeup = wakeup = self._new_waiter()
@@ -243,7 +243,6 @@ class FanOut:
             first = True
             hot = False
             text = lane.text_parts
-            put_nowait = lane.put_nowait
             t0 = self._t0
             monotonic = time.monotonic
             # Unpacked at once: a buffered or waiting event keeps no tuple alive, only its
@@ -254,7 +253,7 @@ class FanOut:
                         delta = data["delta"]
                     except KeyError:
                         delta = None
-                    if delta.__class__ is not str:
+                    if type(delta) is not str:
                         require_delta(etype, data)  # raises: the rule record() applies
                     text.append(delta)
                 else:
@@ -265,7 +264,7 @@ class FanOut:
                     if not hot and lane.first_token_at is not None:
                         hot = True
                         self._first_token_seen(lane, total_deadline)
-                if not put_nowait(etype, data, monotonic() - t0):
+                if not lane.put_nowait(etype, data, monotonic() - t0):
                     await self._put(lane, etype, data)
             if first:
                 await self._put(lane, "agent_start", {**lane.info, "run_id": None})
@@ -413,9 +412,7 @@ class FanOut:
 
     # -- fan-out level events ---------------------------------------------------------------
 
-    def _make_fanout_event(self, etype: EventType, data: JSON) -> Event:
-        index = self._index
-        self._index = index + 1
+    def _fanout_event(self, etype: EventType, index: int, data: JSON) -> Event:
         t = time.monotonic() - self._t0
         return build_event(Event, (etype, self.fanout_id, None, None, 0, index, t, data))
 
@@ -449,6 +446,18 @@ class FanOut:
             "counts": {s: states.count(s) for s in ("done", "error", "cancelled")},
             "duration_s": round(time.monotonic() - self._t0, 6),
         }
+
+
+class _StartMarker:
+    """The first entry of the merger's ready queue: it hands out ``fanout_start``."""
+
+    __slots__ = ("fanout",)
+
+    def __init__(self, fanout: FanOut) -> None:
+        self.fanout = fanout
+
+    def pop_nowait(self, index: int) -> Event:
+        return self.fanout._fanout_event("fanout_start", index, self.fanout._start_data())
 
 
 def _check_inputs(sources: Sequence[Source], prompt: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -32,6 +32,14 @@ def require_delta(etype: EventType, data: JSON) -> str:
         f"the source sent a {etype!r} event whose 'delta' field is {got}; it must be a string",
         code="invalid_event",
     )
+
+
+class Ready(Protocol):
+    """An entry of the merger's ready queue: it has an event to hand out."""
+
+    def pop_nowait(self, index: int) -> Event:
+        """Take the next event as the merged stream's event number ``index``."""
+        ...
 
 
 class Lane:
@@ -83,7 +91,7 @@ class Lane:
         capacity: int,
         *,
         fanout_id: str = "",
-        ready: deque[Lane] | None = None,
+        ready: deque[Ready] | None = None,
         notify: Callable[[Lane], None] | None = None,
     ) -> None:
         self.source = source
@@ -92,7 +100,7 @@ class Lane:
         self.fanout_id = fanout_id
         # The merger's queue of lanes with buffered events, and how to tell it that this
         # lane just became ready (it may be waiting for exactly that).
-        self.ready: deque[Lane] = deque() if ready is None else ready
+        self.ready: deque[Ready] = deque() if ready is None else ready
         self.notify: Callable[[Lane], None] = notify or self.ready.append
         info: Mapping[str, Any] | None = getattr(source, "info", None)
         # What the source tells about itself beyond id and label (Letta agent, conversation,
