@@ -246,16 +246,7 @@ class AgUiTranslator:
             delta = clean(event.delta)
             if not delta:
                 return out
-            if not column.text_open:
-                column.text_open = True
-                out.append(
-                    TextMessageStartEvent(
-                        message_id=column.message_id,
-                        role="assistant",
-                        name=clean(column.label),
-                        subagent_run_id=agent,
-                    )
-                )
+            out += self._open_text(agent, column)
             out.append(
                 TextMessageContentEvent(
                     message_id=column.message_id, delta=delta, subagent_run_id=agent
@@ -265,7 +256,9 @@ class AgUiTranslator:
         if kind == "reasoning":
             return self._reasoning(agent, column, event)
         if kind == "tool_call":
-            out = self._end_reasoning(agent, column)
+            # The call belongs to the agent's answer message, opened first so that the
+            # message carries the agent's label even when a tool call comes before text.
+            out = [*self._end_reasoning(agent, column), *self._open_text(agent, column)]
             call_id = f"{agent}:{event.get('tool_call_id') or event.seq}"
             out.append(
                 ToolCallStartEvent(
@@ -356,6 +349,18 @@ class AgUiTranslator:
             )
         )
         return out
+
+    def _open_text(self, agent: str, column: _Column) -> list[BaseEvent]:
+        if column.text_open:
+            return []
+        column.text_open = True
+        start = TextMessageStartEvent(
+            message_id=column.message_id,
+            role="assistant",
+            name=clean(column.label),
+            subagent_run_id=agent,
+        )
+        return [start]
 
     def _end_reasoning(self, agent: str, column: _Column) -> list[BaseEvent]:
         if column.reasoning is None:
