@@ -12,14 +12,17 @@ Server frames: every event of the fan-outs started on this socket (the same JSON
 an error frame; the socket stays open. Closing the socket counts as a disconnect for every
 fan-out started on it (cancelled unless ``on_disconnect`` is ``continue``).
 
-Frames are strict JSON both ways (orjson): ``NaN``, ``Infinity``, numbers out of range,
-lone surrogates and nesting deeper than 1024 levels are ``invalid_json``, and nothing the
-server sends can hold them. ``request_id`` is echoed when it is a string of valid text.
+Frames are strict JSON both ways (orjson): ``NaN``, ``Infinity``, numbers out of range and
+nesting deeper than 1024 levels are ``invalid_json``, and nothing the server sends can hold
+them. A lone surrogate is ``invalid_request`` naming its field, as over REST.
+``request_id`` is echoed when it is a string of valid text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 import anyio
@@ -79,8 +82,8 @@ class _Session:
 
     async def handle(self, raw: str | bytes | None) -> None:
         try:
-            frame = orjson.loads(raw) if raw is not None else None
-        except orjson.JSONDecodeError as exc:
+            frame = _loads(raw)
+        except ValueError as exc:
             await self.error("invalid_json", f"frame is not valid JSON: {exc}")
             return
         if not isinstance(frame, dict):
@@ -160,6 +163,38 @@ class _Session:
         async with entry.watch() as sub:
             async for event in sub:
                 await self.send(event_json(event))
+
+
+def _loads(raw: str | bytes | None) -> Any:
+    """Parse a frame strictly; raises ``ValueError`` (orjson's, or naming what is refused).
+
+    orjson refuses a lone surrogate while parsing, so the client would learn only a position.
+    Such a frame is parsed again by the standard library, just as strictly otherwise
+    (no NaN or Infinity, no number out of range, bounded nesting), so that validation can
+    name the field that holds the surrogate.
+    """
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "surrogate" not in str(exc) or not isinstance(raw, str):
+            raise
+        try:
+            return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
 
 
 def _echoable(request_id: Any) -> str | None:

@@ -100,14 +100,16 @@ async def test_text_outside_the_bmp_and_line_breaks_are_accepted_and_kept() -> N
 
 async def test_a_websocket_frame_with_a_lone_surrogate_gets_an_error_and_the_socket_lives() -> None:
     async with serve_live() as live, connect(live.ws_url) as ws:
-        for frame in (
-            {"type": "start", **_body(message="\ud800")},
-            {"type": "start", **_body(agent={"label": "\udc00"})},
-            {"type": "start", "request_id": "\ud800", **_body()},
+        for frame, field in (
+            ({"type": "start", **_body(message="\ud800")}, ["message"]),
+            ({"type": "start", **_body(agent={"label": "\udc00"})}, ["agents", "0", "label"]),
+            ({"type": "start", "request_id": "\ud800", **_body()}, ["request_id"]),
         ):
             await ws.send(json.dumps(frame))
             error = orjson.loads(await ws.recv())
-            assert (error["type"], error["code"]) == ("error", "invalid_json"), error
+            # Refused as a request, naming the field, like the REST API does.
+            assert (error["type"], error["code"]) == ("error", "invalid_request"), error
+            assert error["details"][0]["loc"] == field
             assert "surrogate" in error["message"]
             assert "request_id" not in error
         # A control character is valid JSON: the model refuses it and names the field.
