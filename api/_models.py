@@ -11,7 +11,6 @@ Response models say what each endpoint returns, so the OpenAPI document is the c
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -33,14 +32,10 @@ from orchestrator import (
     FanOutOptions,
     OnDisconnect,
     Overflow,
+    text_problem,
 )
 
-# What a string may not hold. Surrogates (U+D800..U+DFFF) only ever occur alone in a Python
-# string decoded from JSON escapes; control characters other than tab and line breaks have
-# no place in a prompt (PostgreSQL behind Letta refuses NUL), none at all in a name.
-_BAD_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_BAD_IN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
+# What a string may not hold is orchestrator's one rule (``text_problem``), as for files.
 # The same rules as JSON Schema patterns, so generated clients and fuzzers know them.
 # Surrogates are left out: a JSON Schema pattern may be matched per UTF-16 code unit, where
 # a range of surrogates would also refuse every character outside the BMP.
@@ -53,34 +48,17 @@ _MESSAGE_PATTERN = (
 )
 
 
-def text_problem(value: str, *, name: bool = False) -> str | None:
-    """What makes ``value`` unfit as text (or, with ``name=True``, as a name), else ``None``.
-
-    Worded as the config loader words it, so a prompt gets the same answer from a file and
-    from the API.
-    """
-    match = (_BAD_IN_NAME if name else _BAD_IN_TEXT).search(value)
-    if match is None:
-        return None
-    char = match.group()
-    where = f"at character {match.start() + 1}"
-    code = f"U+{ord(char):04X}"
-    if "\ud800" <= char <= "\udfff":
-        return f"not valid Unicode text: lone surrogate {code} {where}"
-    return f"control character {code} {where} is not allowed in {'a name' if name else 'text'}"
-
-
 def _check_text(value: str) -> str:
     problem = text_problem(value)
     if problem is not None:
-        raise PydanticCustomError("invalid_text", "{problem}", {"problem": problem})
+        raise PydanticCustomError("invalid_text", "{problem}", {"problem": problem[1]})
     return value
 
 
 def _check_name(value: str) -> str:
     problem = text_problem(value, name=True)
     if problem is not None:
-        raise PydanticCustomError("invalid_text", "{problem}", {"problem": problem})
+        raise PydanticCustomError("invalid_text", "{problem}", {"problem": problem[1]})
     return value
 
 

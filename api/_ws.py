@@ -32,12 +32,12 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from orchestrator import ConversationBusyError, HubFanOut, UnknownAgentError
+from orchestrator import ConversationBusyError, HubFanOut, UnknownAgentError, text_problem
 
 from ._auth import key_matches
 from ._errors import ApiError, describe_validation, printable
 from ._json import dumps, event_json
-from ._models import CancelFrame, StartFrame, text_problem
+from ._models import CancelFrame, StartFrame
 from ._sessions import busy_body, get_sessions, start_session_fanout
 from ._state import ApiState, find, get_state, launch
 

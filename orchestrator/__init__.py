@@ -46,6 +46,7 @@ from ._core import UnknownFanOutError as UnknownFanOutError
 from ._core import collect as collect
 from ._core import event_schema as event_schema
 from ._core import open_fanout as open_fanout
+from ._core import text_problem as text_problem
 from ._hub import EventLog as EventLog
 from ._hub import EventObserver as EventObserver
 from ._hub import FanOutHub as FanOutHub
@@ -196,5 +197,6 @@ __all__ = [
     "open_session_store",
     "run_batch",
     "run_panel",
+    "text_problem",
     "write_report",
 ]

@@ -35,6 +35,7 @@ from ._result import ErrorInfo as ErrorInfo
 from ._result import FanOutResult as FanOutResult
 from ._result import Metrics as Metrics
 from ._source import Source as Source
+from ._text import text_problem as text_problem
 from ._types import AgentState as AgentState
 from ._types import CancelReason as CancelReason
 from ._types import EventType as EventType

@@ -12,32 +12,13 @@ are shown on one line in terminals, pages and reports.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator
 
+from .._core._text import text_problem
+
 __all__ = ["Name", "check_name", "text_problem"]
-
-_BAD_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_BAD_IN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def text_problem(value: str, *, name: bool = False) -> tuple[int, str] | None:
-    """``(index, problem)`` of the first character ``value`` may not hold, else ``None``.
-
-    With ``name=True`` the stricter rule for names applies (no tab or line break either).
-    """
-    match = (_BAD_IN_NAME if name else _BAD_IN_TEXT).search(value)
-    if match is None:
-        return None
-    char = match.group()
-    code = f"U+{ord(char):04X}"
-    where = f"at character {match.start() + 1}"
-    if "\ud800" <= char <= "\udfff":
-        return match.start(), f"not valid Unicode text: lone surrogate {code} {where}"
-    kind = "a name" if name else "text"
-    return match.start(), f"control character {code} {where} is not allowed in {kind}"
 
 
 def check_name(value: str) -> str:
