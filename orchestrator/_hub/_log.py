@@ -36,7 +36,9 @@ class EventLog:
         self._events: deque[Event] = deque()
         self._first = 0
         self._closed = False
-        self._changed = anyio.Event()
+        # Made only when a reader has to wait: an append that nobody waits for (a reader
+        # busy sending, or none at all) then costs no event object.
+        self._changed: anyio.Event | None = None
         self._space: anyio.Event | None = None
         self._subscribers: set[LogSubscription] = set()
 
@@ -125,8 +127,16 @@ class EventLog:
         return min(start, self.next_index)
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
+
+    def _wait_changed(self) -> anyio.Event:
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = anyio.Event()
+        return changed
 
     def _release(self, sub: LogSubscription) -> None:
         self._subscribers.discard(sub)
@@ -185,13 +195,13 @@ class LogSubscription:
         while True:
             if self._closed:
                 raise StopAsyncIteration
-            changed = self._log._changed
             event = self._log._read(self)
             if event is not None:
                 return event
             if self._log.closed:
                 raise StopAsyncIteration
-            await changed.wait()
+            # Nothing can be appended between the read above and this wait: no suspension.
+            await self._log._wait_changed().wait()
 
     async def aclose(self) -> None:
         """Stop reading and release the log. Safe to call twice; never waits."""
