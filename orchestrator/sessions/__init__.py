@@ -1,6 +1,6 @@
 """Sessions: each user's own Letta conversations, with follow-ups, forks and model comparison.
 
-A :class:`Sessions` service creates sessions (members: agent + conversation + label + model),
+A :class:`Sessions` service creates sessions (each a :class:`Session` handle) (members: agent + conversation + label + model),
 sends fan-outs to them and reads their threads back; a :class:`SessionStore` keeps them in a
 SQL database (SQLite by default, PostgreSQL by URL) whose schema the shipped Alembic
 migrations create. Needs the ``sessions`` extra (SQLAlchemy, Alembic, aiosqlite, asyncpg).
@@ -26,6 +26,7 @@ from ._model import SessionRecord as SessionRecord
 from ._model import Turn as Turn
 from ._model import UnknownSessionError as UnknownSessionError
 from ._sessions import MemberSpec as MemberSpec
+from ._sessions import Session as Session
 from ._sessions import Sessions as Sessions
 from ._store import SessionStore as SessionStore
 from ._store import open_session_store as open_session_store
@@ -34,6 +35,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "Answer",
     "MemberSpec",
+    "Session",
     "SessionMember",
     "SessionRecord",
     "SessionStore",

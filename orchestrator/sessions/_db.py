@@ -29,6 +29,7 @@ __all__ = [
     "create_engine",
     "default_database_url",
     "migrate",
+    "schema_head",
 ]
 
 #: The environment variable that names the database when no URL is given.
@@ -111,12 +112,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
-    from alembic import command
+def _alembic_config() -> Any:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def schema_head() -> str:
+    """The newest revision of the shipped migrations (what :func:`migrate` upgrades to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package ships its migrations
+        raise RuntimeError("no migrations found")
+    return str(head)
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+
+    config = _alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
 

@@ -18,8 +18,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -38,7 +38,7 @@ from ..letta._source import LettaSource
 from ._model import Answer, SessionMember, SessionRecord, Turn
 from ._store import SessionStore
 
-__all__ = ["MemberSpec", "Sessions"]
+__all__ = ["MemberSpec", "Session", "Sessions"]
 
 logger = logging.getLogger("orchestrator.sessions")
 
@@ -55,6 +55,61 @@ class MemberSpec:
     def __post_init__(self) -> None:
         if not (self.agent_id or self.name):
             raise ConfigError("a session member needs 'agent_id' or 'name'")
+
+
+@dataclass(frozen=True)
+class Session:
+    """One session of a :class:`Sessions` service: its members, and what to do with it.
+
+    ``members`` are in column order; each has the column id its events carry. The methods
+    are those of the service for this session (``open_fanout``, ``fork``, ``thread``,
+    ``delete``).
+    """
+
+    record: SessionRecord
+    service: Sessions = field(compare=False, repr=False)
+
+    @property
+    def session_id(self) -> str:
+        return self.record.session_id
+
+    @property
+    def members(self) -> tuple[SessionMember, ...]:
+        return self.record.members
+
+    @property
+    def title(self) -> str | None:
+        return self.record.title
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.record.parent_id
+
+    def to_json(self) -> dict[str, Any]:
+        """The session as the HTTP API shows it (without its thread)."""
+        return self.record.to_json()
+
+    def sources(self) -> list[LettaSource]:
+        """One source per member, streaming through the member's conversation."""
+        return self.service.sources(self.record)
+
+    def open_fanout(
+        self, message: str, options: FanOutOptions | None = None, **overrides: Any
+    ) -> AbstractAsyncContextManager[FanOut]:
+        """A fan-out to the members' conversations (see :meth:`Sessions.open_fanout`)."""
+        return self.service.open_fanout(self.session_id, message, options, **overrides)
+
+    async def fork(self, *, title: str | None = None) -> Session:
+        """A Letta fork of this session (see :meth:`Sessions.fork`)."""
+        return await self.service.fork(self.session_id, title=title)
+
+    async def thread(self) -> list[Turn]:
+        """The turns so far, answers read from the server (see :meth:`Sessions.thread`)."""
+        return await self.service.thread(self.session_id)
+
+    async def delete(self, *, delete_conversations: bool = True) -> None:
+        """Forget this session (and delete its conversations on the server)."""
+        await self.service.delete(self.session_id, delete_conversations=delete_conversations)
 
 
 class Sessions:
@@ -89,7 +144,7 @@ class Sessions:
         *,
         title: str | None = None,
         session_id: str | None = None,
-    ) -> SessionRecord:
+    ) -> Session:
         """A new session with one fresh conversation per member, in the given order.
 
         Strings are agent ids. ``session_id`` chooses the id (an AG-UI thread id, say);
@@ -130,7 +185,7 @@ class Sessions:
             with anyio.CancelScope(shield=True):
                 await self._delete_conversations(created)
             raise
-        return record
+        return Session(record, self)
 
     async def _resolve(self, n: int, spec: MemberSpec) -> tuple[str, str]:
         try:
@@ -149,13 +204,13 @@ class Sessions:
             raise ConfigError(f"agents[{n}]: no agent {ref!r} on the Letta server")
         return info.agent_id, info.name
 
-    async def get(self, session_id: str) -> SessionRecord:
+    async def get(self, session_id: str) -> Session:
         """The session of that id."""
-        return await self.store.get_session(session_id)
+        return Session(await self.store.get_session(session_id), self)
 
-    async def recent(self, limit: int = 100) -> list[SessionRecord]:
+    async def recent(self, limit: int = 100) -> list[Session]:
         """The newest sessions first."""
-        return await self.store.list_sessions(limit)
+        return [Session(record, self) for record in await self.store.list_sessions(limit)]
 
     async def delete(self, session_id: str, *, delete_conversations: bool = True) -> None:
         """Forget a session and (by default) delete its conversations on the server."""
@@ -170,7 +225,7 @@ class Sessions:
             except Exception as exc:  # best effort: the session is gone either way
                 logger.warning("deleting conversation %s failed: %s", conversation_id, exc)
 
-    async def fork(self, session_id: str, *, title: str | None = None) -> SessionRecord:
+    async def fork(self, session_id: str, *, title: str | None = None) -> Session:
         """A new session whose conversations are Letta forks of this one's.
 
         The fork starts with the parent's turns (on the server and in its thread) and then
@@ -204,7 +259,7 @@ class Sessions:
             with anyio.CancelScope(shield=True):
                 await self._delete_conversations(created)
             raise
-        return record
+        return Session(record, self)
 
     async def thread(self, session_id: str) -> list[Turn]:
         """The session's turns: each prompt and every member's answer.
@@ -250,8 +305,9 @@ class Sessions:
 
     # -- fan-outs -------------------------------------------------------------------------
 
-    def sources(self, record: SessionRecord) -> list[LettaSource]:
+    def sources(self, session: SessionRecord | Session) -> list[LettaSource]:
         """One source per member, streaming through the member's conversation."""
+        record = session.record if isinstance(session, Session) else session
         return [
             LettaSource(
                 self.client,

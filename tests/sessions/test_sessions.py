@@ -77,6 +77,7 @@ async def test_members_from_ids_and_names_same_agent_twice_with_two_models(
         f"{b.id}.2": expected_history_answer(b.persona, 1, "m2"),
     }
     assert await sessions.get(record.session_id) == record
+    assert (await sessions.get(record.session_id)).record == record.record
 
 
 async def test_unknown_agents_are_refused_before_anything_is_created(
@@ -246,3 +247,25 @@ async def test_sources_carry_their_conversation(
     }
     async with AsyncLetta(base_url=sim_server.base_url) as client:
         assert (await client.conversations.retrieve(member.conversation_id)).agent_id == a.id
+
+
+async def test_the_session_handle_sends_forks_reads_and_deletes(
+    sessions: Sessions, simulator: Simulator
+) -> None:
+    a = _agents(simulator)[0]
+    session = await sessions.create([a.id], title="handle")
+    assert (session.title, session.parent_id) == ("handle", None)
+    async with session.open_fanout(HISTORY) as fanout:
+        async for _ in fanout:
+            pass
+    assert fanout.result()[a.id].text == expected_history_answer(a.persona, 1, "scripted")
+    fork = await session.fork(title="branch")
+    assert (fork.title, fork.parent_id) == ("branch", session.session_id)
+    assert [t.message for t in await fork.thread()] == [HISTORY]
+    assert [s.conversation_key for s in fork.sources()] == [
+        f"{a.id}/{fork.members[0].conversation_id}"
+    ]
+    await fork.delete()
+    with pytest.raises(UnknownSessionError):
+        await fork.thread()
+    assert [s.session_id for s in await sessions.recent()] == [session.session_id]
