@@ -1,9 +1,9 @@
 """Sessions: each user's own Letta conversations, with follow-ups, forks and model comparison.
 
-A :class:`Sessions` service creates sessions (each a :class:`Session` handle) (members: agent + conversation + label + model),
-sends fan-outs to them and reads their threads back; a :class:`SessionStore` keeps them in a
-SQL database (SQLite by default, PostgreSQL by URL) whose schema the shipped Alembic
-migrations create. Needs the ``sessions`` extra (SQLAlchemy, Alembic, aiosqlite, asyncpg).
+A :class:`Sessions` service creates sessions (:class:`Session`: members, each an agent, a
+conversation, a label and a model), sends fan-outs to them and reads their threads back; a
+:class:`SessionStore` keeps them in a SQL database (SQLite by default, PostgreSQL by URL)
+whose schema the shipped Alembic migrations create. Needs the ``sessions`` extra (SQLAlchemy, Alembic, aiosqlite, asyncpg).
 """
 
 from __future__ import annotations
