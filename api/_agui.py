@@ -59,8 +59,12 @@ from orchestrator import Event, FanOutExpiredError
 
 from ._errors import error_responses
 from ._frontends import (
+    AGENTS_OR_PRESET,
+    OPEN_NAMES,
+    SSE_MESSAGE,
     ConversationId,
     FanOutStart,
+    FreeJson,
     check_strings,
     clean,
     protocol_stream,
@@ -68,7 +72,7 @@ from ._frontends import (
     start_fanout,
 )
 from ._json import dumps
-from ._models import Message, Name, OptionsSpec
+from ._models import Message, Name, OptionsSpec, Text
 from ._sessions import MemberRequest
 from ._state import State
 
@@ -91,14 +95,18 @@ class AgUiProps(BaseModel):
 
     model_config = ConfigDict(
         **_CAMEL,
-        json_schema_extra={"anyOf": [{"required": ["agents"]}, {"required": ["preset"]}]},
+        json_schema_extra={
+            **OPEN_NAMES,
+            "anyOf": AGENTS_OR_PRESET,
+        },
     )
+    __pydantic_extra__: dict[str, FreeJson] = Field(init=False)
 
     agents: list[MemberRequest] | None = Field(default=None, min_length=1)
     preset: Annotated[Name, Field(min_length=1)] | None = None
     options: OptionsSpec | None = None
     #: Send ``SUBAGENT_*`` lifecycle events (AG-UI clients of protocol 1.0 and later).
-    subagent_events: bool = False
+    subagent_events: bool = Field(default=False, strict=True)
 
     @model_validator(mode="after")
     def _agents_or_preset(self) -> AgUiProps:
@@ -110,14 +118,16 @@ class AgUiProps(BaseModel):
 class AgUiUserMessage(BaseModel):
     """A user message: its text (a string, or content parts with at least one text part)."""
 
-    model_config = _CAMEL
+    model_config = ConfigDict(**_CAMEL, json_schema_extra=OPEN_NAMES)
+    __pydantic_extra__: dict[str, FreeJson] = Field(init=False)
 
     id: Annotated[Name, Field(min_length=1)]
     role: Literal["user"]
     content: (
         Message
         | Annotated[
-            list[dict[str, Any]], Field(min_length=1, json_schema_extra={"contains": _TEXT_PART})
+            list[dict[Text, FreeJson]],
+            Field(min_length=1, json_schema_extra={"contains": _TEXT_PART}),
         ]
     )
 
@@ -135,7 +145,8 @@ class AgUiUserMessage(BaseModel):
 class AgUiOtherMessage(BaseModel):
     """Any other message of the thread (the client sends back what it was given)."""
 
-    model_config = _CAMEL
+    model_config = ConfigDict(**_CAMEL, json_schema_extra=OPEN_NAMES)
+    __pydantic_extra__: dict[str, FreeJson] = Field(init=False)
 
     id: Annotated[Name, Field(min_length=1)]
     role: Literal["assistant", "system", "developer", "tool", "reasoning", "activity"]
@@ -147,6 +158,7 @@ class AgUiRunInput(BaseModel):
     model_config = ConfigDict(
         **_CAMEL,
         json_schema_extra={
+            **OPEN_NAMES,
             "examples": [
                 {
                     "threadId": "thread-1",
@@ -157,15 +169,17 @@ class AgUiRunInput(BaseModel):
                     "context": [],
                     "forwardedProps": {"agents": [{"name": "optimist"}, {"name": "critic"}]},
                 }
-            ]
+            ],
         },
     )
+
+    __pydantic_extra__: dict[str, FreeJson] = Field(init=False)
 
     thread_id: ConversationId
     run_id: Annotated[Name, Field(min_length=1)]
     parent_run_id: Name | None = None
     protocol_version: Name | None = None
-    state: Any = None
+    state: FreeJson = None
     messages: Annotated[
         list[Annotated[AgUiUserMessage | AgUiOtherMessage, Field(discriminator="role")]],
         Field(
@@ -175,10 +189,10 @@ class AgUiRunInput(BaseModel):
             },
         ),
     ]
-    tools: list[Any] | None = None
-    context: list[Any] | None = None
+    tools: list[FreeJson] | None = None
+    context: list[FreeJson] | None = None
     forwarded_props: AgUiProps
-    resume: list[Any] | None = None
+    resume: list[FreeJson] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -416,7 +430,7 @@ _STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
             "AG-UI events, one `data: <event JSON>` per event (`ag_ui.encoder.EventEncoder`): "
             "RUN_STARTED ... RUN_FINISHED."
         ),
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_MESSAGE}},
     }
 }
 

@@ -38,8 +38,12 @@ from orchestrator import Event, FanOutExpiredError, HubFanOut
 
 from ._errors import ApiError, error_responses
 from ._frontends import (
+    AGENTS_OR_PRESET,
+    OPEN_NAMES,
+    SSE_MESSAGE,
     ConversationId,
     FanOutStart,
+    FreeJson,
     check_strings,
     clean,
     protocol_stream,
@@ -47,7 +51,7 @@ from ._frontends import (
     start_fanout,
 )
 from ._json import dumps
-from ._models import Name, OptionsSpec
+from ._models import Name, OptionsSpec, Text
 from ._sessions import MemberRequest
 from ._state import State, find
 
@@ -289,12 +293,13 @@ _TEXT_PART = {
 class ChatUserMessage(BaseModel):
     """A user message of ``useChat``: its text parts are the prompt."""
 
-    model_config = _CAMEL
+    model_config = ConfigDict(**_CAMEL, json_schema_extra=OPEN_NAMES)
+    __pydantic_extra__: dict[str, FreeJson] = Field(init=False)
 
     id: Annotated[Name, Field(min_length=1)]
     role: Literal["user"]
     parts: Annotated[
-        list[dict[str, Any]], Field(min_length=1, json_schema_extra={"contains": _TEXT_PART})
+        list[dict[Text, FreeJson]], Field(min_length=1, json_schema_extra={"contains": _TEXT_PART})
     ]
 
     def text(self) -> str:
@@ -309,7 +314,8 @@ class ChatUserMessage(BaseModel):
 class ChatOtherMessage(BaseModel):
     """An earlier assistant or system message (sent back by ``useChat``, not used)."""
 
-    model_config = _CAMEL
+    model_config = ConfigDict(**_CAMEL, json_schema_extra=OPEN_NAMES)
+    __pydantic_extra__: dict[str, FreeJson] = Field(init=False)
 
     id: Annotated[Name, Field(min_length=1)]
     role: Literal["assistant", "system"]
@@ -321,7 +327,8 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(
         **_CAMEL,
         json_schema_extra={
-            "anyOf": [{"required": ["agents"]}, {"required": ["preset"]}],
+            **OPEN_NAMES,
+            "anyOf": AGENTS_OR_PRESET,
             "examples": [
                 {
                     "id": "chat-1",
@@ -334,6 +341,8 @@ class ChatRequest(BaseModel):
             ],
         },
     )
+
+    __pydantic_extra__: dict[str, FreeJson] = Field(init=False)
 
     id: ConversationId
     messages: Annotated[
@@ -381,7 +390,7 @@ _STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
             "The AI SDK's UI message stream: `data: <part JSON>` per part, ending with "
             "`data: [DONE]`; header `x-vercel-ai-ui-message-stream: v1`."
         ),
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_MESSAGE}},
     }
 }
 
@@ -404,7 +413,7 @@ async def agent_ui_message_stream(fanout_id: str, agent_id: str, state: State) -
 @router.post(
     "/v1/ui-message-stream",
     response_class=Response,
-    responses={**_STREAM_RESPONSE, **error_responses(404, 409, 413, 422, 429, 502, 503)},
+    responses={**_STREAM_RESPONSE, **error_responses(409, 413, 422, 429, 502, 503)},
     summary="Start a fan-out and stream one agent for useChat",
 )
 async def chat_ui_message_stream(
@@ -419,10 +428,7 @@ async def chat_ui_message_stream(
     with a Letta server: the next message continues the same conversations.
     """
     agents, options = await resolve_agents(body.agents, body.preset, body.options, "body")
-    if isinstance(body.column, int) and body.column >= len(agents):
-        raise ApiError(
-            422, "invalid_request", f"column: {body.column} is past the {len(agents)} agents"
-        )
+    _check_column(body.column, agents)
     # The other columns are read by other requests: this client leaving must not stop them.
     options = options.model_copy(update={"on_disconnect": options.on_disconnect or "continue"})
     started = await start_fanout(
@@ -480,6 +486,19 @@ def _column(entry: HubFanOut, agent_id: str) -> str:
     return agent_id
 
 
+def _check_column(column: int | str, agents: list[MemberRequest]) -> None:
+    # Checked before the fan-out starts (the schema cannot say it: it depends on agents).
+    if isinstance(column, int):
+        if column < len(agents):
+            return
+        message = f"column: {column} is past the last of the {len(agents)} agents"
+    else:
+        if any(column in (a.agent_id, a.name, a.label) for a in agents):
+            return
+        message = f"column: {column!r} is not the agent_id, name or label of an agent"
+    raise ApiError(422, "unknown_column", message)
+
+
 def _pick(entry: HubFanOut, column: int | str) -> str:
     columns = list(entry.agents)
     if isinstance(column, int):
@@ -491,8 +510,8 @@ def _pick(entry: HubFanOut, column: int | str) -> str:
         return by_label[0]
     entry.cancel(reason="user")
     raise ApiError(
-        404,
-        "agent_not_found",
+        422,
+        "unknown_column",
         f"column: no agent {column!r} in this fan-out (columns: {', '.join(columns)})",
     )
 

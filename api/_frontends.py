@@ -16,13 +16,22 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import Request
-from pydantic import Field, StringConstraints
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    Field,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 from sse_starlette import EventSourceResponse
+from typing_extensions import TypeAliasType
 
 from orchestrator import (
     ConfigError,
@@ -34,14 +43,19 @@ from orchestrator import (
 
 from ._errors import ApiError, describe_exception
 from ._fanouts import _EventStream, events_url
-from ._models import AgentSpec, FanOutRequest, OptionsSpec, text_problem
+from ._models import AgentSpec, FanOutRequest, OptionsSpec, Text
 from ._presets import PresetCache
 from ._sessions import MemberRequest, start_session_fanout
 from ._state import ApiState, launch
 
 __all__ = [
+    "AGENTS_OR_PRESET",
+    "OPEN_NAMES",
+    "SSE_MESSAGE",
     "ConversationId",
     "FanOutStart",
+    "FreeJson",
+    "JsonText",
     "check_strings",
     "protocol_stream",
     "resolve_agents",
@@ -54,9 +68,66 @@ ConversationId = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"), Field(min_length=1)
 ]
 
+#: An SSE message of a protocol stream, as OpenAPI describes an event stream: ``data`` holds
+#: one JSON text (the AI SDK's stream ends with ``[DONE]``).
+SSE_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+}
+
+
+class _Closed:
+    """An object's JSON Schema allows only the properties its pattern names."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["additionalProperties"] = False
+        return schema
+
+
+#: JSON whose strings (keys too) are text: what a protocol may carry that the server does
+#: not read (AG-UI's ``state`` and ``tools``, extra fields of a message).
+if TYPE_CHECKING:
+    JsonText = Any
+else:
+    JsonText = TypeAliasType(
+        "JsonText",
+        Text
+        | int
+        | float
+        | bool
+        | list["JsonText"]
+        | Annotated[dict[Text, "JsonText"], _Closed()]
+        | None,
+    )
+
+
+def _keep(value: Any) -> Any:
+    return value  # checked by the body's walk (check_strings), which names the path
+
+
+#: A free JSON field: documented as :data:`JsonText`, checked by :func:`check_strings`.
+FreeJson = Annotated[Any, PlainValidator(_keep, json_schema_input_type=JsonText)]
+
+#: JSON Schema of a model whose extra fields are :data:`FreeJson`: their names are text too.
+OPEN_NAMES: dict[str, Any] = {
+    "propertyNames": {"pattern": TypeAdapter(Text).json_schema()["pattern"]}
+}
+
+#: The schema of "agents (a non-empty list) or preset (a string)", as the models check it.
+AGENTS_OR_PRESET: Any = [
+    {"required": ["agents"], "properties": {"agents": {"type": "array", "minItems": 1}}},
+    {"required": ["preset"], "properties": {"preset": {"type": "string", "minLength": 1}}},
+]
+
 # The presets of ./configs, as GET /v1/presets offers them.
 _PRESETS = PresetCache("configs")
 _MAX_DEPTH = 64
+# The one rule for client text (api/_models.py), applied to every string of a body.
+_TEXT: TypeAdapter[str] = TypeAdapter(Text)
 
 
 def check_strings(value: Any, where: str = "body", depth: int = 0) -> None:
@@ -72,11 +143,13 @@ def check_strings(value: Any, where: str = "body", depth: int = 0) -> None:
             {"where": where, "depth": _MAX_DEPTH},
         )
     if isinstance(value, str):
-        problem = text_problem(value)
-        if problem is not None:
+        try:
+            _TEXT.validate_python(value)
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"]
             raise PydanticCustomError(
-                "invalid_text", "{where}: string {problem}", {"where": where, "problem": problem}
-            )
+                "invalid_text", "{where}: {problem}", {"where": where, "problem": problem}
+            ) from None
     elif isinstance(value, Mapping):
         for key, item in value.items():
             check_strings(key, where, depth + 1)
@@ -150,14 +223,7 @@ async def start_fanout(
     """
     sessions: Sessions | None = getattr(request.app.state, "sessions", None)
     if sessions is None:
-        modelled = [n for n, a in enumerate(agents) if a.model]
-        if modelled:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"agents[{modelled[0]}].model: choosing a model needs sessions "
-                "(a server with a Letta directory)",
-            )
+        # Scripted agents have no model to choose: ``model`` matters with Letta only.
         body = FanOutRequest.model_construct(
             agents=[AgentSpec(agent_id=a.agent_id, name=a.name, label=a.label) for a in agents],
             message=message,
