@@ -49,7 +49,8 @@ _PUBLIC_PATHS = frozenset(
     {"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
 _PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/")
-_EVENTS_PATH = re.compile(r"/v1/(?:[^/]+/)+events")
+# Event streams, and one agent's AI SDK stream (``GET .../agents/{id}/ui-message-stream``).
+_EVENTS_PATH = re.compile(r"/v1/(?:[^/]+/)+(?:events|ui-message-stream)")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _POLICY_VIOLATION = 1008
 
@@ -67,7 +68,8 @@ def is_public(path: str) -> bool:
 
 
 def is_streaming(scope: Scope) -> bool:
-    """True where a browser cannot send headers: a WebSocket, or ``GET .../events``."""
+    """True where a browser may not send headers: a WebSocket, ``GET .../events`` or an
+    agent's ``GET .../ui-message-stream``."""
     if scope["type"] == "websocket":
         return True
     return scope["method"] == "GET" and _EVENTS_PATH.fullmatch(scope["path"]) is not None

@@ -97,7 +97,12 @@ class StreamTokens:
         if scope == STREAM_SCOPE:
             return True
         if scope.startswith(_FANOUT_PREFIX):
-            return path == f"/v1/fanouts/{scope[len(_FANOUT_PREFIX) :]}/events"
+            base = f"/v1/fanouts/{scope[len(_FANOUT_PREFIX) :]}/"
+            if path == base + "events":
+                return True
+            # One agent's AI SDK stream of that fan-out: .../agents/{agent_id}/ui-message-stream
+            agent, _, rest = path.removeprefix(base).removeprefix("agents/").partition("/")
+            return path.startswith(base + "agents/") and bool(agent) and rest == "ui-message-stream"
         return False
 
     def _sign(self, payload: bytes) -> bytes:
