@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: install demo test lint typecheck unit browsers stack-up stack-down bench clean
+.PHONY: install demo test lint typecheck unit browsers node-clients stack-up stack-down bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(BIN)/.installed
 browsers:
 	bash scripts/install-chromium.sh
 
+# @ag-ui/client and ai for tests/protocols (the tests also install them on first use).
+node-clients:
+	bash scripts/install-node-clients.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,7 +33,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest
 
-test: install browsers lint typecheck
+test: install browsers node-clients lint typecheck
 	$(BIN)/pytest
 
 demo: install
