@@ -130,6 +130,7 @@ class Sessions:
         # Fan-outs of sessions run by a hub: fanout id -> (session id, texts per column).
         self._tracked: dict[str, tuple[str, dict[str, list[str]], dict[str, str | None]]] = {}
         self._finished: list[tuple[str, str, dict[str, Answer]]] = []
+        self._started: list[HubFanOut] = []
         self._wake = anyio.Event()
 
     @property
@@ -380,6 +381,8 @@ class Sessions:
             {m.column_id: [] for m in record.members},
             {m.column_id: None for m in record.members},
         )
+        self._started.append(entry)
+        self._wake.set()
         return entry
 
     def observe(self, event: Event) -> None:
@@ -387,38 +390,54 @@ class Sessions:
         tracked = self._tracked.get(event.fanout_id)
         if tracked is None:
             return
-        session_id, parts, runs = tracked
+        _, parts, runs = tracked
         if event.type == "content" and event.agent_id in parts:
             parts[event.agent_id].append(event.delta)
         elif event.type == "agent_start" and event.agent_id in runs:
             runs[event.agent_id] = event.get("run_id") or runs[event.agent_id]
         elif event.type == "fanout_done":
-            del self._tracked[event.fanout_id]
-            summary: Mapping[str, Any] = event.get("summary") or {}
-            answers: dict[str, Answer] = {}
-            for column, texts in parts.items():
-                entry = summary.get(column) or {}
-                error = entry.get("error")
-                answers[column] = Answer(
-                    str(entry.get("label") or column),
-                    "".join(texts),
-                    str(entry.get("state") or "cancelled"),
-                    runs[column],
-                    str(error.get("message")) if isinstance(error, Mapping) else None,
-                )
-            self._finished.append((session_id, event.fanout_id, answers))
-            self._wake.set()
+            self._finish(event.fanout_id, event.get("summary") or {})
+
+    def _finish(
+        self, fanout_id: str, summary: Mapping[str, Any], failure: str | None = None
+    ) -> None:
+        session_id, parts, runs = self._tracked.pop(fanout_id)
+        answers: dict[str, Answer] = {}
+        for column, texts in parts.items():
+            entry = summary.get(column) or {}
+            error = entry.get("error")
+            answers[column] = Answer(
+                str(entry.get("label") or column),
+                "".join(texts),
+                str(entry.get("state") or ("error" if failure else "cancelled")),
+                runs[column],
+                str(error.get("message")) if isinstance(error, Mapping) else failure,
+            )
+        self._finished.append((session_id, fanout_id, answers))
+        self._wake.set()
 
     async def run_recorder(self) -> None:
-        """Write the answers :meth:`observe` collected, until cancelled (run it in a task)."""
+        """Write the answers :meth:`observe` collected, until cancelled (run it in a task).
+
+        A fan-out that ends without ``fanout_done`` (it failed in the hub) is recorded too,
+        its answers as ``error``.
+        """
         try:
-            while True:
-                await self._wake.wait()
-                self._wake = anyio.Event()
-                await self._flush()
+            async with anyio.create_task_group() as tg:
+                while True:
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
+                    while self._started:
+                        tg.start_soon(self._await_end, self._started.pop())
+                    await self._flush()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._flush()
+
+    async def _await_end(self, entry: HubFanOut) -> None:
+        await entry.wait()
+        if entry.fanout_id in self._tracked:
+            self._finish(entry.fanout_id, {}, entry.error or "the fan-out ended early")
 
     async def _flush(self) -> None:
         # Shielded: a write that started must finish, or the turn would stay "running".
