@@ -56,6 +56,14 @@ from ._hub import OnDisconnect as OnDisconnect
 from ._hub import open_hub as open_hub
 
 if TYPE_CHECKING:
+    from .arena import Leaderboard as Leaderboard
+    from .arena import Vote as Vote
+    from .arena import VoteColumn as VoteColumn
+    from .arena import VoteError as VoteError
+    from .arena import VoteFilter as VoteFilter
+    from .arena import VoteStore as VoteStore
+    from .arena import build_leaderboard as build_leaderboard
+    from .arena import open_vote_store as open_vote_store
     from .batch import BatchPlan as BatchPlan
     from .batch import BatchRunner as BatchRunner
     from .batch import BatchSummary as BatchSummary
@@ -87,6 +95,14 @@ if TYPE_CHECKING:
 # Loaded on first use: these pull in pydantic, PyYAML, the Letta SDK or rich, which a caller
 # of open_fanout with its own sources does not need (tests/test_lean_install.py checks it).
 _LAZY: dict[str, str] = {
+    "Leaderboard": ".arena",
+    "Vote": ".arena",
+    "VoteColumn": ".arena",
+    "VoteError": ".arena",
+    "VoteFilter": ".arena",
+    "VoteStore": ".arena",
+    "build_leaderboard": ".arena",
+    "open_vote_store": ".arena",
     "BatchPlan": ".batch",
     "BatchRunner": ".batch",
     "BatchSummary": ".batch",
@@ -162,6 +178,7 @@ __all__ = [
     "FanOutResult",
     "FanOutStateError",
     "HubFanOut",
+    "Leaderboard",
     "LettaConnection",
     "LettaDirectory",
     "LettaSource",
@@ -185,6 +202,12 @@ __all__ = [
     "UnknownAgentError",
     "UnknownFanOutError",
     "UnknownSessionError",
+    "Vote",
+    "VoteColumn",
+    "VoteError",
+    "VoteFilter",
+    "VoteStore",
+    "build_leaderboard",
     "build_report",
     "collect",
     "create_letta_directory",
@@ -195,6 +218,7 @@ __all__ = [
     "open_fanout",
     "open_hub",
     "open_session_store",
+    "open_vote_store",
     "run_batch",
     "run_panel",
     "text_problem",

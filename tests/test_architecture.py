@@ -25,6 +25,7 @@ RANKS = {
     "batch": 3,
     "report": 4,
     "sessions": 4,
+    "arena": 4,
     "testing": 5,
     "stack": 5,
     "cli": 6,
