@@ -466,8 +466,8 @@ async def resume_chat_stream(chat_id: str, request: Request, state: State) -> Re
         entry = find(state, found[0])
     except ApiError:
         return Response(status_code=204)
-    last = entry.log.last()
-    if not entry.running or (last is not None and last.type == "fanout_done"):
+    state_of = entry.summary()["agents"].get(found[1], {}).get("state")
+    if not entry.running or state_of in ("done", "error", "cancelled"):
         return Response(status_code=204)
     return _column_response(state, FanOutStart(entry, None), found[1], False)
 

@@ -1,7 +1,8 @@
 // Drives @ag-ui/client's HttpAgent against our POST /v1/ag-ui, one run per prompt, all on
 // one thread (the agent keeps its messages between runs, as CopilotKit does).
 // Input: a JSON object as argv[2]:
-//   {url, threadId, prompts: [..], forwardedProps, headers?, cancelAfterFirstText?: bool}
+//   {url, threadId, prompts: [..], forwardedProps, headers?, abortAfterText?: bool,
+//    cancelUrl?, cancelAgent?: cancel that agent through REST once the fan-out is announced}
 // Output (stdout, one JSON object): {runs: [{newMessages, events, error}], messages}
 // Every event the client accepted is recorded (after its verification); a verification
 // error rejects runAgent and is reported as `error`.
@@ -27,6 +28,9 @@ for (const prompt of config.prompts) {
       {
         onEvent: ({ event }) => {
           events.push(event);
+          if (config.abortAfterText && event.type === "TEXT_MESSAGE_CONTENT") {
+            agent.abortRun(); // as a UI's stop button does: the connection closes
+          }
           if (config.cancelUrl && !cancelled && event.type === "CUSTOM" && event.name === "fanout_start") {
             // Cancel one agent through the ordinary REST endpoint, by the announced id.
             cancelled = true;

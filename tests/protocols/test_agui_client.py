@@ -20,6 +20,7 @@ from letta_client import AsyncLetta
 from orchestrator.stack._stack import StackInfo
 from orchestrator.testing._modelserver import expected_answer, expected_history_answer
 from tests._servers import SpawnedServer
+from tests._wait import wait_until_sync
 from tests.letta.conftest import SCRIPTED_MODEL, CreateAgent
 
 from .conftest import run_node, sse_texts
@@ -276,3 +277,19 @@ async def test_over_letta_the_model_sees_the_first_run_in_the_second(
         {a: expected_history_answer(p, turns, model) for a, p in zip(ids, personas, strict=True)}
         for turns in (1, 2)
     ]
+
+
+def test_abort_run_cancels_the_agents_still_running(scripted_server: SpawnedServer) -> None:
+    props = {"agents": [{"agent_id": "alpha"}, {"agent_id": "staller"}]}
+    out = run(scripted_server, props, abortAfterText=True)["runs"][0]
+    assert out["error"] is None
+    fanout = fanout_of(out["events"])
+
+    def staller_cancelled() -> bool:
+        agents = httpx.get(f"{scripted_server.url}/v1/fanouts/{fanout}").json()["agents"]
+        return agents["staller"]["state"] == "cancelled"
+
+    # staller never ends by itself: only the client's leaving can have cancelled it.
+    wait_until_sync(staller_cancelled, "the disconnect to cancel staller")
+    agents = httpx.get(f"{scripted_server.url}/v1/fanouts/{fanout}").json()["agents"]
+    assert agents["staller"]["reason"] == "disconnect"

@@ -16,6 +16,7 @@ import pytest
 
 from orchestrator.testing._modelserver import expected_answer
 from tests._servers import SpawnedServer
+from tests._wait import wait_until_sync
 from tests.letta.conftest import CreateAgent
 
 from .conftest import run_node, sse_texts
@@ -184,3 +185,56 @@ async def test_over_letta_use_chat_and_the_other_column_rebuild_the_answers(
     assert chosen["errors"] == other["errors"] == []
     assert {ids[0]: chosen["text"], ids[1]: other["text"]} == ours
     assert ours == {a: expected_answer(p, prompt) for a, p in zip(ids, personas, strict=True)}
+
+
+def test_stop_cancels_the_posting_column_only(scripted_server: SpawnedServer) -> None:
+    body = {"agents": [{"agent_id": "alpha"}, {"agent_id": "staller"}], "column": "staller"}
+    config = {
+        "post": f"{scripted_server.url}/v1/ui-message-stream",
+        "chatId": "chat-stop",
+        "text": "Hi",
+        "body": body,
+        "stopAfterDelta": True,
+    }
+    out = run_node("ui_stream_read.mjs", config)
+    assert out["stopped"] or out["chunks"].count("text-delta") >= 1
+    fanouts = httpx.get(f"{scripted_server.url}/v1/fanouts?limit=1").json()["fanouts"]
+    fanout = fanouts[0]["fanout_id"]
+
+    def states() -> dict[str, Any]:
+        agents = httpx.get(f"{scripted_server.url}/v1/fanouts/{fanout}").json()["agents"]
+        return {a: (s["state"], s.get("reason")) for a, s in agents.items()}
+
+    # staller never ends by itself: its stream's client leaving cancelled it; alpha, read by
+    # nobody, ran to its end.
+    wait_until_sync(lambda: states()["staller"][0] == "cancelled", "stop() to cancel staller")
+    wait_until_sync(lambda: states()["alpha"][0] != "running", "alpha to end")
+    assert states() == {"staller": ("cancelled", "disconnect"), "alpha": ("done", None)}
+
+
+def test_resume_replays_a_running_column_and_answers_204_otherwise(
+    scripted_server: SpawnedServer,
+) -> None:
+    resume = f"{scripted_server.url}/v1/ui-message-stream/chat-resume/stream"
+    assert httpx.get(resume).status_code == 204  # nothing sent yet
+    body = {
+        "id": "chat-resume",
+        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}],
+        "agents": [{"agent_id": "staller"}],
+        "options": {"on_disconnect": "continue"},
+    }
+    with httpx.stream(
+        "POST", f"{scripted_server.url}/v1/ui-message-stream", json=body, timeout=30
+    ) as first:
+        fanout = first.headers["x-fanout-id"]
+        lines = first.iter_lines()
+        assert '"text-delta"' in next(line for line in lines if "text-delta" in line)
+        # The column still runs (staller never ends): a resume replays it from the start.
+        with httpx.stream("GET", resume, timeout=30) as again:
+            assert again.status_code == 200
+            replayed = again.iter_lines()
+            assert '"start"' in next(line for line in replayed if line.startswith("data:"))
+            assert "one " in next(line for line in replayed if "text-delta" in line)
+    cancel = httpx.post(f"{scripted_server.url}/v1/fanouts/{fanout}/cancel")
+    assert cancel.status_code == 202
+    wait_until_sync(lambda: httpx.get(resume).status_code == 204, "the ended chat to answer 204")

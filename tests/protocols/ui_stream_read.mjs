@@ -3,7 +3,8 @@
 // readUIMessageStream (rebuilds the assistant message from the parts).
 // Input: a JSON object as argv[2]:
 //   {get: url} reads a stream as useChat's resume does (reconnectToStream), or
-//   {post: url, chatId, text, body} sends a message as useChat does (sendMessages).
+//   {post: url, chatId, text, body, stopAfterDelta?} sends a message as useChat does
+//   (sendMessages); stopAfterDelta aborts the request after the first text delta (stop()).
 // Output (stdout): {message, text, errors, chunks}: the last message snapshot, its text
 // parts joined, the errors the reader reported, and the chunk types in order.
 import { DefaultChatTransport, readUIMessageStream } from "ai";
@@ -11,6 +12,7 @@ import { DefaultChatTransport, readUIMessageStream } from "ai";
 const config = JSON.parse(process.argv[2]);
 const headers = config.headers ?? {};
 let stream;
+let abort = null;
 if (config.get) {
   const transport = new DefaultChatTransport({
     headers,
@@ -19,13 +21,14 @@ if (config.get) {
   stream = await transport.reconnectToStream({ chatId: config.chatId ?? "chat" });
 } else {
   const transport = new DefaultChatTransport({ api: config.post, headers, body: config.body });
+  abort = new AbortController();
   const messages = [{ id: "u1", role: "user", parts: [{ type: "text", text: config.text }] }];
   stream = await transport.sendMessages({
     chatId: config.chatId,
     messages,
     trigger: "submit-message",
     messageId: undefined,
-    abortSignal: undefined,
+    abortSignal: abort.signal,
   });
 }
 if (stream === null) {
@@ -38,13 +41,20 @@ const tee = stream.pipeThrough(
     transform(chunk, controller) {
       chunks.push(chunk.type);
       controller.enqueue(chunk);
+      if (config.stopAfterDelta && chunk.type === "text-delta") abort.abort(); // useChat's stop()
     },
   }),
 );
 const errors = [];
 let message = null;
-for await (const snapshot of readUIMessageStream({ stream: tee, onError: (e) => errors.push(String(e?.message ?? e)) })) {
-  message = snapshot;
+let stopped = false;
+try {
+  for await (const snapshot of readUIMessageStream({ stream: tee, onError: (e) => errors.push(String(e?.message ?? e)) })) {
+    message = snapshot;
+  }
+} catch (err) {
+  if (!config.stopAfterDelta) throw err;
+  stopped = true;
 }
 const text = message ? message.parts.filter((p) => p.type === "text").map((p) => p.text).join("") : null;
-process.stdout.write(JSON.stringify({ message, text, errors, chunks }));
+process.stdout.write(JSON.stringify({ message, text, errors, chunks, stopped }));
