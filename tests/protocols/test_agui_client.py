@@ -287,7 +287,7 @@ def test_abort_run_cancels_the_agents_still_running(scripted_server: SpawnedServ
 
     def staller_cancelled() -> bool:
         agents = httpx.get(f"{scripted_server.url}/v1/fanouts/{fanout}").json()["agents"]
-        return agents["staller"]["state"] == "cancelled"
+        return bool(agents["staller"]["state"] == "cancelled")
 
     # staller never ends by itself: only the client's leaving can have cancelled it.
     wait_until_sync(staller_cancelled, "the disconnect to cancel staller")
