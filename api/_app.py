@@ -14,7 +14,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 import orchestrator
 from orchestrator import AgentDirectory, ConfigError, LettaConnection, LettaDirectory, open_hub
 
-from . import _agui, _aisdk, _fanouts, _page, _sessions, _system, _tokens, _ws
+from . import _agui, _aisdk, _arena, _fanouts, _page, _sessions, _system, _tokens, _ws
 from ._auth import authorized
 from ._errors import install_error_handlers
 from ._guard import QUERY_TOKEN, Guard, is_public, is_streaming
@@ -63,7 +63,10 @@ def create_app(
                 state.hub = hub
                 state.metrics.bind(hub)
                 try:
-                    async with _sessions.serve_sessions(app, state):
+                    async with (
+                        _sessions.serve_sessions(app, state),
+                        _arena.serve_votes(app, state),
+                    ):
                         yield
                 finally:
                     state.hub = None
@@ -94,6 +97,7 @@ def create_app(
     if directory is None or isinstance(directory, LettaDirectory):
         # Sessions are Letta conversations: a server of scripted agents has none.
         app.include_router(_sessions.router, dependencies=protected)
+    app.include_router(_arena.router, dependencies=protected)
     app.include_router(_system.router, dependencies=protected)
     app.include_router(_system.open_router)
     app.include_router(_tokens.router, dependencies=protected)
