@@ -18,7 +18,11 @@ import pytest
 from letta_client import AsyncLetta
 
 from orchestrator.stack._stack import StackInfo
-from orchestrator.testing._modelserver import expected_answer, expected_history_answer
+from orchestrator.testing._modelserver import (
+    expected_answer,
+    expected_history_answer,
+    expected_reasoning,
+)
 from tests._servers import SpawnedServer
 from tests._wait import wait_until_sync
 from tests.letta.conftest import SCRIPTED_MODEL, CreateAgent
@@ -293,3 +297,27 @@ def test_abort_run_cancels_the_agents_still_running(scripted_server: SpawnedServ
     wait_until_sync(staller_cancelled, "the disconnect to cancel staller")
     agents = httpx.get(f"{scripted_server.url}/v1/fanouts/{fanout}").json()["agents"]
     assert agents["staller"]["reason"] == "disconnect"
+
+
+@pytest.mark.letta
+async def test_over_letta_one_agent_with_two_models_is_two_attributed_answers(
+    letta_server: SpawnedServer, scripted_agent: CreateAgent
+) -> None:
+    persona = "Historian. You answer with precedent."
+    agent = await scripted_agent(persona)
+    models = [SCRIPTED_MODEL, SCRIPTED_MODEL.replace("scripted", "scripted-reasoning")]
+    props = {"agents": [{"agent_id": agent, "model": m} for m in models]}
+    prompt = "What happened last time? [[words=6]]"
+    thread = f"thread-{uuid.uuid4().hex[:12]}"
+    out = await anyio.to_thread.run_sync(lambda: run(letta_server, props, (prompt,), thread=thread))
+    result = out["runs"][0]
+    assert result["error"] is None
+    columns = [f"{agent}.1", f"{agent}.2"]
+    assert answers(result["newMessages"]) == dict.fromkeys(
+        columns, expected_answer(persona, prompt)
+    )
+    # The model reached Letta: only the reasoning model's column has a reasoning message.
+    reasoning = {
+        m["subagentRunId"]: m["content"] for m in result["newMessages"] if m["role"] == "reasoning"
+    }
+    assert reasoning == {columns[1]: expected_reasoning(persona, prompt)}
