@@ -12,6 +12,7 @@ from importlib.metadata import EntryPoint, entry_points
 import typer
 
 from ._agents import agents_app
+from ._leaderboard import leaderboard
 from ._run import register as register_run_commands
 from ._stack import stack_app
 
@@ -23,6 +24,7 @@ app = typer.Typer(no_args_is_help=True, help="Fan one prompt out to several Lett
 app.add_typer(stack_app, name="stack")
 app.add_typer(agents_app, name="agents")
 register_run_commands(app)
+app.command("leaderboard")(leaderboard)
 
 
 def _missing_extra(name: str, exc: ImportError) -> Callable[[], None]:
