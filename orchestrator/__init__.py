@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from .report import build_report as build_report
     from .report import write_report as write_report
     from .sessions import MemberSpec as MemberSpec
+    from .sessions import Session as Session
     from .sessions import Sessions as Sessions
     from .sessions import SessionStore as SessionStore
     from .sessions import UnknownSessionError as UnknownSessionError
@@ -124,6 +125,7 @@ _LAZY: dict[str, str] = {
     "build_report": ".report",
     "write_report": ".report",
     "MemberSpec": ".sessions",
+    "Session": ".sessions",
     "Sessions": ".sessions",
     "SessionStore": ".sessions",
     "UnknownSessionError": ".sessions",
@@ -194,6 +196,7 @@ __all__ = [
     "RetryPolicy",
     "ScriptedDirectory",
     "ScriptedSource",
+    "Session",
     "SessionStore",
     "Sessions",
     "Source",
