@@ -34,6 +34,8 @@ from starlette.types import Message, Send
 
 from orchestrator import Event, LogSubscription
 
+from ._json import event_json
+
 __all__ = [
     "GzipSend",
     "accepts_gzip",
@@ -53,7 +55,10 @@ WINDOW_LIMIT = 4096
 
 def encode_sse(event: Event, *, with_id: bool = True) -> bytes:
     """One event as an SSE frame, byte for byte as sse-starlette writes it."""
-    data = orjson.dumps(event.to_dict())
+    try:
+        data = orjson.dumps(event.to_dict())
+    except TypeError:  # text that is not Unicode: the repaired JSON the API always sends
+        data = event_json(event).encode()
     head = b"id: %d\r\n" % event.index if with_id else b""
     return b"%sevent: %s\r\ndata: %s\r\n\r\n" % (head, event.type.encode(), data)
 

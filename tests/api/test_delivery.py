@@ -35,6 +35,13 @@ def test_a_frame_is_what_sse_starlette_writes_for_the_event() -> None:
         assert encode_sse(event, with_id=False) == no_id.encode()
 
 
+def test_a_frame_with_text_that_is_not_unicode_is_repaired() -> None:
+    event = _content(3, "a", "bad \ud800 text")
+    frame = encode_sse(event)
+    assert frame.startswith(b"id: 3\r\nevent: content\r\ndata: {")
+    assert "bad \ufffd text" in frame.decode()
+
+
 def _interleaved() -> list[Event]:
     # Two agents' deltas interleave, as the merger hands them out; b changes message once
     # and a has a tool call between its deltas.
