@@ -442,7 +442,8 @@ async def _sse_clients(api_url: str, sim_url: str, clients: int) -> dict[str, An
 
         async def one(http: httpx.AsyncClient, agents: list[str]) -> None:
             body = {"agents": [{"agent_id": a} for a in agents], "message": PROMPT}
-            headers = {"Accept": "text/event-stream"}
+            # Uncompressed, as before the API learnt gzip (httpx offers it by default).
+            headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
             run_of: dict[str, str] = {}
             try:
                 async with aconnect_sse(

@@ -153,7 +153,8 @@ async def _measure(
         "message": "go",
     }
     query = f"?coalesce_ms={options['coalesce_ms']}" if options.get("coalesce_ms") else ""
-    sse = {"Accept": "text/event-stream"}
+    # httpx offers gzip by default: ours then compresses, the bare endpoint never does.
+    sse = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
     if options.get("gzip"):
         sse["Accept-Encoding"] = "gzip"
     servers = {"ours": _Server("ours", agents, tokens), "bare": _Server("bare", agents, tokens)}
