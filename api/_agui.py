@@ -52,8 +52,17 @@ from ag_ui.core import (
 from ag_ui.encoder import EventEncoder
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from orchestrator import Event, FanOutExpiredError
 
@@ -115,6 +124,35 @@ class AgUiProps(BaseModel):
         return self
 
 
+#: What a user message's content may be, as the schema says it: text, or content parts of
+#: which at least one is a text part.
+_UserContent = (
+    Message
+    | Annotated[
+        list[dict[Text, FreeJson]],
+        Field(min_length=1, json_schema_extra={"contains": _TEXT_PART}),
+    ]
+)
+_MESSAGE: TypeAdapter[str] = TypeAdapter(Message)
+
+
+def _user_content(value: Any) -> str | list[dict[str, Any]]:
+    # One readable error per case rather than one per member of the union above.
+    if isinstance(value, str):
+        try:
+            return _MESSAGE.validate_python(value)
+        except ValidationError as exc:
+            raise PydanticCustomError(
+                "invalid_text", "{problem}", {"problem": exc.errors()[0]["msg"]}
+            ) from None
+    if isinstance(value, list) and all(isinstance(part, dict) for part in value):
+        texts = [p.get("text") for p in value if p.get("type") == "text"]
+        if any(isinstance(t, str) and t.strip() for t in texts):
+            return value
+        raise PydanticCustomError("no_text", "content parts hold no text part with text")
+    raise PydanticCustomError("content_type", "content is text or a list of content parts")
+
+
 class AgUiUserMessage(BaseModel):
     """A user message: its text (a string, or content parts with at least one text part)."""
 
@@ -123,13 +161,10 @@ class AgUiUserMessage(BaseModel):
 
     id: Annotated[Name, Field(min_length=1)]
     role: Literal["user"]
-    content: (
-        Message
-        | Annotated[
-            list[dict[Text, FreeJson]],
-            Field(min_length=1, json_schema_extra={"contains": _TEXT_PART}),
-        ]
-    )
+    content: Annotated[
+        str | list[dict[str, Any]],
+        PlainValidator(_user_content, json_schema_input_type=_UserContent),
+    ]
 
     def text(self) -> str:
         """The message's text (text parts joined)."""

@@ -53,7 +53,7 @@ from ._frontends import (
 from ._json import dumps
 from ._models import Name, OptionsSpec, Text
 from ._sessions import MemberRequest
-from ._state import State, find
+from ._state import ApiState, State, find
 
 __all__ = ["UiMessageTranslator", "router"]
 
@@ -516,7 +516,7 @@ def _pick(entry: HubFanOut, column: int | str) -> str:
     )
 
 
-def _column_response(state: Any, started: FanOutStart, column: str, owner: bool) -> Response:
+def _column_response(state: ApiState, started: FanOutStart, column: str, owner: bool) -> Response:
     entry = started.entry
     try:
         entry.log.check(-1)

@@ -130,17 +130,18 @@ _MAX_DEPTH = 64
 _TEXT: TypeAdapter[str] = TypeAdapter(Text)
 
 
-def check_strings(value: Any, where: str = "body", depth: int = 0) -> None:
+def check_strings(value: Any, where: str = "", depth: int = 0) -> None:
     """Refuse a body holding a string (key or value) that is not text: lone surrogates and
     control characters (tab and line breaks are kept), as every other endpoint does.
 
-    Raises ``PydanticCustomError`` naming where, for a model validator to report as ``422``.
+    Raises ``PydanticCustomError`` naming the path (``messages[0].content``), for a model
+    validator to report as ``422``.
     """
     if depth > _MAX_DEPTH:
         raise PydanticCustomError(
             "too_deep",
             "{where} is nested more than {depth} levels deep",
-            {"where": where, "depth": _MAX_DEPTH},
+            {"where": where or "the body", "depth": _MAX_DEPTH},
         )
     if isinstance(value, str):
         try:
@@ -148,12 +149,12 @@ def check_strings(value: Any, where: str = "body", depth: int = 0) -> None:
         except ValidationError as exc:
             problem = exc.errors()[0]["msg"]
             raise PydanticCustomError(
-                "invalid_text", "{where}: {problem}", {"where": where, "problem": problem}
+                "invalid_text", "{where}: {problem}", {"where": where or "body", "problem": problem}
             ) from None
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            check_strings(key, where, depth + 1)
-            check_strings(item, f"{where}.{key}", depth + 1)
+            check_strings(key, f"a key of {where or 'the body'}", depth + 1)
+            check_strings(item, f"{where}.{key}" if where else str(key), depth + 1)
     elif isinstance(value, list):
         for n, item in enumerate(value):
             check_strings(item, f"{where}[{n}]", depth + 1)
