@@ -20,6 +20,13 @@ Shape (every key but ``agents`` and the prompts is optional)::
     retry: {attempts: 3, backoff_s: 1.0, max_backoff_s: 30, on_codes: [rate_limited]}
     output: {dir: results/batch, events: false}
     fail_on_error: true
+    assertions:                                   # grade every answer (promptfoo style);
+      - {type: contains, value: "Paris", ignore_case: true}   # a prompt may add its own:
+      - {type: max_chars, value: 400}             #   {id: q2, text: ..., assertions: [...]}
+    judge:                                        # compare the answers to each prompt pairwise
+      agent: {name: judge, model: openai-proxy/x} #   a Letta agent (optionally on a model)
+      rubric: "Which answer is more accurate?"    #   asked twice per pair, positions swapped
+      name: strict                                #   votes as voter "judge:strict"
 
 Every error names the file, the line and the key (``configs/batch.yaml:12: limits.streams:
 ...``; for a prompts file, its own line and column), and nothing runs.
@@ -34,6 +41,7 @@ line breaks, none at all in an ``id``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import string
@@ -43,7 +51,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import (
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from .._core._exceptions import ConfigError
 from ..config._config import (
@@ -58,6 +74,7 @@ from ..config._config import (
 )
 from ..config._text import Name, text_problem
 from ..config._yaml import read_limited
+from ._grades import Assertion, AssertionType
 from ._plan import BatchAgent, BatchPlan, PromptItem, RetryPolicy
 
 Scalar = StrictStr | StrictInt | StrictFloat | StrictBool
@@ -71,12 +88,49 @@ MAX_PROMPTS = 100_000
 MAX_PROMPT_TEXT = 64 << 20
 
 
+class AssertionConfig(ConfigModel):
+    """One assertion on every answer (``docs/arena.md``): ``type``, ``value``, ``name``."""
+
+    type: AssertionType
+    value: Any
+    name: Name | None = Field(default=None, min_length=1)
+    ignore_case: bool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> AssertionConfig:
+        if self.ignore_case and self.type not in ("contains", "not_contains"):
+            raise ValueError("ignore_case applies to contains and not_contains only")
+        self.to_assertion()
+        return self
+
+    def to_assertion(self) -> Assertion:
+        return Assertion(self.type, self.value, self.name, self.ignore_case).check()
+
+
+class JudgeConfig(ConfigModel):
+    """A Letta agent (optionally on a model) that compares the answers to each prompt
+    pairwise with a rubric; its verdicts are votes of ``judge:<name>``."""
+
+    agent: AgentConfig
+    rubric: str = Field(default="Which answer is more helpful, correct and clear?", min_length=1)
+    name: Name | None = Field(default=None, min_length=1)
+    database: str | None = None
+    preset: Name | None = Field(default=None, min_length=1)
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+    @property
+    def voter(self) -> str:
+        """``judge:<name>`` (the agent's display name unless ``name`` is given)."""
+        return f"judge:{self.name or self.agent.display}"
+
+
 class PromptEntry(ConfigModel):
     """One inline prompt: its ``text``, or ``vars`` for the template, or both."""
 
     id: Name | None = Field(default=None, min_length=1)
     text: str | None = None
     vars: dict[str, Scalar] = Field(default_factory=dict)
+    assertions: tuple[AssertionConfig, ...] = ()
 
 
 class Limits(ConfigModel):
@@ -121,6 +175,8 @@ class BatchConfig(ConfigModel):
     fail_on_error: bool = True
     conversation: Literal["fresh", "shared"] = "fresh"
     keep_conversations: bool = False
+    assertions: tuple[AssertionConfig, ...] = ()
+    judge: JudgeConfig | None = None
 
     @field_validator("agents")
     @classmethod
@@ -168,7 +224,7 @@ def load_batch(path: str | Path) -> LoadedBatch:
     source = str(path)
     data, lines = load_yaml(path)
     config = validate_config(data, BatchConfig, source=source, lines=lines)
-    prompts = _prompts(config, path, lines)
+    prompts = _with_assertions(config, _prompts(config, path, lines))
     where = _Where(source, lines)
     if config.limits.streams < len(config.agents):
         where.fail(
@@ -199,6 +255,22 @@ def load_batch(path: str | Path) -> LoadedBatch:
         keep_conversations=config.keep_conversations,
     )
     return LoadedBatch(config, path, plan.validate())
+
+
+def _with_assertions(config: BatchConfig, prompts: list[PromptItem]) -> list[PromptItem]:
+    # The config's assertions grade every answer; an inline prompt may add its own.
+    common = tuple(a.to_assertion() for a in config.assertions)
+    own = [
+        entry.assertions if isinstance(entry, PromptEntry) and not config.prompts_file else ()
+        for entry in config.prompts
+    ]
+    return [
+        dataclasses.replace(
+            item,
+            assertions=common + tuple(a.to_assertion() for a in (own[n] if n < len(own) else ())),
+        )
+        for n, item in enumerate(prompts)
+    ]
 
 
 def _with_label(agent: AgentConfig, agents: Sequence[AgentConfig]) -> AgentConfig:

@@ -19,6 +19,7 @@ from .._core._directory import AgentRef
 from .._core._exceptions import ConfigError
 from .._core._options import FanOutOptions
 from .._core._types import JSON
+from ._grades import Assertion
 
 #: Most pairs (prompts x agents x repeats) in one run: the runner lists every pair up front,
 #: so a plan beyond this is refused rather than left to exhaust memory. Split such a run.
@@ -27,11 +28,15 @@ MAX_PAIRS = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class PromptItem:
-    """One prompt of a batch: a stable ``prompt_id``, the text sent, and its variables."""
+    """One prompt of a batch: a stable ``prompt_id``, the text sent, and its variables.
+
+    ``assertions`` grade each answer to it (the config's and the prompt's own).
+    """
 
     prompt_id: str
     text: str
     variables: Mapping[str, Any] = field(default_factory=dict)
+    assertions: tuple[Assertion, ...] = ()
 
 
 #: Where a batch's pairs run: ``fresh`` (a new conversation per pair, the default) or

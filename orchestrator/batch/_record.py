@@ -12,7 +12,8 @@ are still streaming. Its JSON shape (one line of ``results.jsonl``)::
      "usage": {"prompt_tokens", "completion_tokens", "total_tokens", "step_count"},
      "metrics": {"ttft_s", "duration_s", "tokens_per_s"}, "stop_reason": "end_turn",
      "error": null | {"code", "message", "retryable"}, "cancel_reason": null,
-     "attempts": 1, "run_id": "...", "fanout_id": "...", "finished_at": "ISO 8601"}
+     "attempts": 1, "run_id": "...", "fanout_id": "...", "finished_at": "ISO 8601",
+     "grades": [{"name", "pass", "detail"}]}           # one per assertion of the prompt
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from .._core._events import Event
 from .._core._types import JSON
+from ._grades import grade_record
 from ._plan import Pair
 
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "step_count")
@@ -111,7 +113,7 @@ class PairRecorder:
                 "message": terminal.get("message", ""),
                 "retryable": bool(terminal.get("retryable", False)),
             }
-        return {
+        record: JSON = {
             "key": pair.key,
             "prompt_id": pair.prompt.prompt_id,
             "prompt": pair.prompt.text,
@@ -140,6 +142,8 @@ class PairRecorder:
             "fanout_id": self.fanout_id,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        record["grades"] = grade_record(record, pair.prompt.assertions)
+        return record
 
 
 def record_failed(record: JSON) -> bool:
