@@ -44,6 +44,7 @@ from ._frontends import (
     ConversationId,
     FanOutStart,
     FreeJson,
+    app_dict,
     check_strings,
     clean,
     protocol_stream,
@@ -443,7 +444,7 @@ async def chat_ui_message_stream(
     )
     entry = started.entry
     column = _pick(entry, body.column)
-    chats: dict[str, tuple[str, str]] = request.app.state.__dict__.setdefault("chats", {})
+    chats: dict[str, tuple[str, str]] = app_dict(request, "ui_message_chats")
     chats.pop(body.id, None)
     chats[body.id] = (entry.fanout_id, column)
     while len(chats) > _MAX_CHATS:
@@ -458,7 +459,7 @@ async def chat_ui_message_stream(
 )
 async def resume_chat_stream(chat_id: str, request: Request, state: State) -> Response:
     """`useChat`'s resume: the latest stream of chat `chat_id`, replayed then live."""
-    chats: dict[str, tuple[str, str]] = request.app.state.__dict__.get("chats", {})
+    chats: dict[str, tuple[str, str]] = app_dict(request, "ui_message_chats")
     found = chats.get(chat_id)
     if found is None:
         return Response(status_code=204)

@@ -56,6 +56,7 @@ __all__ = [
     "FanOutStart",
     "FreeJson",
     "JsonText",
+    "app_dict",
     "check_strings",
     "protocol_stream",
     "resolve_agents",
@@ -273,7 +274,7 @@ async def _ensure_session(
 @asynccontextmanager
 async def _creating(request: Request, key: str) -> AsyncIterator[None]:
     # Two first calls of one thread at once must not both create its session.
-    locks: dict[str, list[Any]] = request.app.state.__dict__.setdefault("frontend_locks", {})
+    locks: dict[str, list[Any]] = app_dict(request, "frontend_locks")
     held = locks.setdefault(key, [anyio.Lock(), 0])
     held[1] += 1
     try:
@@ -283,6 +284,15 @@ async def _creating(request: Request, key: str) -> AsyncIterator[None]:
         held[1] -= 1
         if held[1] == 0:
             del locks[key]
+
+
+def app_dict(conn: Request, name: str) -> dict[str, Any]:
+    """A dict kept on the app's state under ``name`` (created empty on first use)."""
+    found: dict[str, Any] | None = getattr(conn.app.state, name, None)
+    if found is None:
+        found = {}
+        setattr(conn.app.state, name, found)
+    return found
 
 
 def protocol_stream(
