@@ -17,6 +17,13 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "orchestrator.arena needs the 'arena' extra: pip install 'letta-fanout[arena]'"
     ) from exc
 
+from ._batch import judge_results as judge_results
+from ._batch import read_votes as read_votes
+from ._judge import DEFAULT_RUBRIC as DEFAULT_RUBRIC
+from ._judge import PairwiseJudge as PairwiseJudge
+from ._judge import Verdict as Verdict
+from ._judge import judge_batch as judge_batch
+from ._judge import read_verdict as read_verdict
 from ._leaderboard import Grouping as Grouping
 from ._leaderboard import Leaderboard as Leaderboard
 from ._leaderboard import LeaderboardRow as LeaderboardRow
@@ -33,16 +40,23 @@ from ._store import open_vote_store as open_vote_store
 
 __all__ = [
     "BOTH_BAD",
+    "DEFAULT_RUBRIC",
     "TIE",
     "Grouping",
     "Leaderboard",
     "LeaderboardRow",
     "Outcome",
+    "PairwiseJudge",
+    "Verdict",
     "Vote",
     "VoteColumn",
     "VoteError",
     "VoteFilter",
     "VoteStore",
     "build_leaderboard",
+    "judge_batch",
+    "judge_results",
     "open_vote_store",
+    "read_verdict",
+    "read_votes",
 ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._core._exceptions import OrchestratorError
 
@@ -76,6 +77,42 @@ class Vote:
     preset: str | None = None
     pair: str = ""
     created_at: float = field(default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (as ``POST /v1/fanouts/{id}/votes`` answers and ``votes.jsonl`` holds)."""
+        return {
+            "fanout_id": self.fanout_id,
+            "voter": self.voter,
+            "winner": self.winner,
+            "ranking": list(self.ranking),
+            "running": list(self.running),
+            "comment": self.comment,
+            "session_id": self.session_id,
+            "preset": self.preset,
+            "pair": self.pair,
+            "created_at": self.created_at,
+            "columns": [c.to_dict() for c in self.columns],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Vote:
+        """The vote :meth:`to_dict` wrote."""
+        return cls(
+            fanout_id=str(data["fanout_id"]),
+            winner=str(data["winner"]),
+            columns=tuple(
+                VoteColumn(str(c["column_id"]), str(c["agent_id"]), str(c["label"]), c.get("model"))
+                for c in data["columns"]
+            ),
+            ranking=tuple(data.get("ranking") or ()),
+            voter=str(data.get("voter") or "anonymous"),
+            comment=data.get("comment"),
+            running=tuple(data.get("running") or ()),
+            session_id=data.get("session_id"),
+            preset=data.get("preset"),
+            pair=str(data.get("pair") or ""),
+            created_at=float(data.get("created_at") or 0.0),
+        )
 
     def check(self) -> Vote:
         """Return the vote if every column it names is one of its columns.

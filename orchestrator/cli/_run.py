@@ -24,7 +24,7 @@ from .._core._directory import AgentRef
 from .._core._exceptions import ConfigError, OrchestratorError, SourceError
 from .._core._options import FanOutOptions
 from .._core._result import FanOutResult
-from ..batch._config import load_batch
+from ..batch._config import LoadedBatch, load_batch
 from ..batch._runner import BatchRunner, BatchSummary
 from ..config._config import LettaConnection, load_panel
 from ..letta._directory import LettaDirectory
@@ -125,6 +125,8 @@ def run(
                 else:
                     summary = await runner.run()
                 tg.cancel_scope.cancel()
+            if loaded.config.judge is not None and not summary.interrupted:
+                await _judge(loaded, directory, out_dir, console)
             return summary
 
     summary = _run_async(action)
@@ -150,6 +152,22 @@ def run(
         )
     if summary.failed and loaded.plan.fail_on_error:
         raise typer.Exit(EXIT_FAILED)
+
+
+async def _judge(
+    loaded: LoadedBatch, directory: LettaDirectory, out_dir: Path, console: Console
+) -> None:
+    # The judge section of the config: pairwise verdicts as votes (docs/arena.md).
+    try:
+        from ..arena import judge_results
+    except ImportError as exc:
+        _err().print(f"[yellow]judge skipped:[/yellow] needs the 'arena' extra ({exc})")
+        return
+    assert loaded.config.judge is not None
+    await directory.sync([loaded.config.judge.agent])
+    votes = await judge_results(loaded, directory, out_dir)
+    voter = votes[0].voter if votes else "the judge"
+    console.print(f"{len(votes)} verdicts by {voter} -> {out_dir / 'votes.jsonl'}")
 
 
 async def _interrupt_on_signal(
