@@ -30,6 +30,7 @@ from ..config._config import LettaConnection, load_panel
 from ..letta._directory import LettaDirectory
 from ..report._build import build_report
 from ..report._render import write_report
+from ._leaderboard import leaderboard_table
 from ._panel import figures_table, run_panel
 from ._progress import ProgressDisplay
 
@@ -207,6 +208,16 @@ def report(
         )
     console = Console()
     console.print(table)
+    if built.graded:
+        grades = Table(title="assertions")
+        for name in ("agent", "passed", "pass rate"):
+            grades.add_column(name)
+        for a in built.agents:
+            rate = "-" if a.pass_rate is None else f"{a.pass_rate:.0%}"
+            grades.add_row(a.label, f"{a.passed}/{a.checks}", rate)
+        console.print(grades)
+    if built.leaderboard is not None:
+        console.print(leaderboard_table(built.leaderboard))
     if built.partial:
         console.print(f"partial results: {built.completed} of {built.planned} pairs")
     for kind, path in paths.items():

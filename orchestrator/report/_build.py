@@ -3,7 +3,9 @@
 :func:`build_report` reads ``manifest.json`` and ``results.jsonl`` (either may be partial:
 a run still going, or interrupted) into a :class:`Report`: a grid of prompts (rows) x
 agents (columns) whose cells are result records or ``None`` when missing, and a summary
-per agent. :func:`~orchestrator.report._render.write_report` renders it as ``report.md``, ``report.html`` (standalone)
+per agent, with the pass rate of its assertions (the records' ``grades``) and, when a judge
+ran (``votes.jsonl``), the leaderboard with 95 % intervals.
+:func:`~orchestrator.report._render.write_report` renders it as ``report.md``, ``report.html`` (standalone)
 and ``summary.json`` beside the results.
 """
 
@@ -58,11 +60,18 @@ class AgentSummary:
     median_duration_s: float | None
     total_tokens: int
     errors: dict[str, int] = field(default_factory=dict)
+    checks: int = 0
+    passed: int = 0
 
     @property
     def success_rate(self) -> float | None:
         """Succeeded / completed pairs (``None`` before any pair completed)."""
         return self.succeeded / self.completed if self.completed else None
+
+    @property
+    def pass_rate(self) -> float | None:
+        """Passed / run assertions over the agent's records (``None`` without any)."""
+        return self.passed / self.checks if self.checks else None
 
     def to_dict(self) -> JSON:
         """JSON-ready data."""
@@ -80,6 +89,9 @@ class AgentSummary:
             "median_duration_s": self.median_duration_s,
             "total_tokens": self.total_tokens,
             "errors": dict(self.errors),
+            "checks": self.checks,
+            "passed": self.passed,
+            "pass_rate": self.pass_rate,
         }
 
 
@@ -91,6 +103,13 @@ class Report:
     columns: list[ReportColumn]
     rows: list[ReportRow]
     agents: list[AgentSummary]
+    #: ``Leaderboard.to_dict()`` of the judge's votes, when the run has ``votes.jsonl``.
+    leaderboard: JSON | None = None
+
+    @property
+    def graded(self) -> bool:
+        """True when some record was graded by assertions."""
+        return any(a.checks for a in self.agents)
 
     @property
     def planned(self) -> int:
@@ -115,6 +134,7 @@ class Report:
             "completed": self.completed,
             "partial": self.partial,
             "agents": [a.to_dict() for a in self.agents],
+            "leaderboard": self.leaderboard,
             "prompts": [
                 {
                     "prompt_id": row.prompt_id,
@@ -155,7 +175,22 @@ def _summarise(column: ReportColumn, cells: Sequence[JSON | None]) -> AgentSumma
         median_duration_s=_median((r.get("metrics") or {}).get("duration_s") for r in ok),
         total_tokens=sum(int((r.get("usage") or {}).get("total_tokens") or 0) for r in records),
         errors=dict(sorted(errors.items())),
+        checks=sum(len(r.get("grades") or ()) for r in records),
+        passed=sum(1 for r in records for g in r.get("grades") or () if g.get("pass") is True),
     )
+
+
+def _leaderboard(root: Path) -> JSON | None:
+    # The judge's verdicts (orchestrator run with a judge: section); needs the arena extra.
+    if not (root / "votes.jsonl").exists():
+        return None
+    try:
+        from ..arena import build_leaderboard, read_votes
+    except ImportError:
+        return None
+    # By label: a batch labels each agent x model column uniquely.
+    board = build_leaderboard(read_votes(root), by="label")
+    return board.to_dict()
 
 
 def build_report(results_dir: Path | str) -> Report:
@@ -214,4 +249,4 @@ def build_report(results_dir: Path | str) -> Report:
         _summarise(column, [row.cells[column.agent] for row in rows]) for column in columns.values()
     ]
     title = str(plan.get("title") or manifest.get("title") or f"Batch results: {root.name}")
-    return Report(title, list(columns.values()), rows, summaries)
+    return Report(title, list(columns.values()), rows, summaries, _leaderboard(root))

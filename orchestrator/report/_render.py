@@ -92,6 +92,7 @@ def render_markdown(report: Report) -> str:
             f"| {_fmt(a.median_ttft_s, ' s')} | {_fmt(a.median_tokens_per_s, '', 1)} "
             f"| {_fmt(a.median_duration_s, ' s')} | {a.total_tokens} | {_md(errors)} |"
         )
+    out += _markdown_grades(report) + _markdown_leaderboard(report)
     out += ["", "## Answers", ""]
     out.append("| prompt | " + " | ".join(_heading(c) for c in report.columns) + " |")
     out.append("|---" * (len(report.columns) + 1) + "|")
@@ -106,6 +107,37 @@ def render_markdown(report: Report) -> str:
                 cells.append(f"_{_md(outcome(record))}_")
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def _markdown_grades(report: Report) -> list[str]:
+    if not report.graded:
+        return []
+    out = ["", "## Assertions", "", "| agent | passed | pass rate |", "|---|---|---|"]
+    for a in report.agents:
+        out.append(f"| {_md(a.label)} | {a.passed}/{a.checks} | {_rate(a.pass_rate)} |")
+    return out
+
+
+def _markdown_leaderboard(report: Report) -> list[str]:
+    board = report.leaderboard
+    if board is None:
+        return []
+    out = [
+        "",
+        "## Leaderboard",
+        "",
+        f"_{_md(str(board['method']))}; {board['n_votes']} votes._",
+        "",
+        "| # | agent | rating | 95% interval | wins | losses | ties |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n, row in enumerate(board["rows"], 1):
+        out.append(
+            f"| {n} | {_md(str(row['label']))} | {row['rating']:.0f} "
+            f"| {row['ci_low']:.0f} - {row['ci_high']:.0f} "
+            f"| {row['wins']:g} | {row['losses']:g} | {row['ties']:g} |"
+        )
+    return out
 
 
 _HTML = """<!doctype html>
@@ -150,6 +182,33 @@ _HTML = """<!doctype html>
 {%- endfor %}
 </tbody>
 </table>
+
+{%- if report.graded %}
+<h2>Assertions</h2>
+<table id="grades">
+<thead><tr><th>agent</th><th>passed</th><th>pass rate</th></tr></thead>
+<tbody>
+{%- for a in report.agents %}
+<tr data-agent="{{ a.agent }}"><td>{{ a.label }}</td><td class="num">{{ a.passed }}/{{ a.checks }}</td>
+<td class="num">{{ rate(a.pass_rate) }}</td></tr>
+{%- endfor %}
+</tbody>
+</table>
+{%- endif %}
+{%- if report.leaderboard %}
+<h2>Leaderboard</h2>
+<p class="figures">{{ report.leaderboard.method }}; {{ report.leaderboard.n_votes }} votes.</p>
+<table id="leaderboard">
+<thead><tr><th>#</th><th>agent</th><th>rating</th><th>95% interval</th><th>wins</th><th>losses</th><th>ties</th></tr></thead>
+<tbody>
+{%- for row in report.leaderboard.rows %}
+<tr><td class="num">{{ loop.index }}</td><td>{{ row.label }}</td><td class="num">{{ '%.0f' % row.rating }}</td>
+<td class="num">{{ '%.0f' % row.ci_low }} - {{ '%.0f' % row.ci_high }}</td>
+<td class="num">{{ row.wins }}</td><td class="num">{{ row.losses }}</td><td class="num">{{ row.ties }}</td></tr>
+{%- endfor %}
+</tbody>
+</table>
+{%- endif %}
 
 <h2>Answers</h2>
 <table id="answers">
