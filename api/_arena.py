@@ -32,11 +32,13 @@ from orchestrator import (
     open_vote_store,
 )
 
+from . import _blind
 from ._errors import ApiError, error_responses
 from ._models import Name
 from ._state import ApiState, State, find
 
 router = APIRouter(prefix="/v1", tags=["arena"], responses=error_responses(401))
+router.include_router(_blind.router)
 
 #: Bootstrap rounds of a leaderboard unless the request asks for others.
 DEFAULT_ROUNDS = 200
@@ -93,6 +95,10 @@ class VoteView(BaseModel):
     preset: str | None
     created_at: float
     columns: list[ColumnView]
+    revealed: dict[str, ColumnView] | None = Field(
+        default=None,
+        description="For a fan-out watched blind: which column each opaque id was.",
+    )
 
 
 class LeaderboardRowView(BaseModel):
@@ -204,6 +210,21 @@ def vote_view(vote: Vote) -> dict[str, Any]:
     }
 
 
+def _check_blind(hidden: _blind.BlindMap, body: VoteRequest) -> None:
+    # A fan-out watched blind: a foreign column is named among the opaque ids only, so the
+    # error does not reveal the real ones.
+    known = set(hidden.to_real) | set(hidden.to_blind) | {"tie", "both_bad"}
+    for where, column in [("winner", body.winner), *(("ranking", c) for c in body.ranking or ())]:
+        if column not in known:
+            raise ApiError(
+                422,
+                "invalid_vote",
+                f"{where}: {column!r} is not a column of fan-out {hidden.fanout_id} "
+                f"(columns: {', '.join(hidden.to_real)})",
+                details=[{"loc": ["body", where], "column": column}],
+            )
+
+
 @router.post(
     "/fanouts/{fanout_id}/votes",
     status_code=201,
@@ -223,11 +244,15 @@ async def cast_vote(
     entry = find(state, fanout_id)
     store = await get_votes(conn)
     columns, running = fanout_columns(entry)
+    hidden = _blind.blind_maps(conn).get(fanout_id)
+    real = hidden.to_real if hidden is not None else {}
+    if hidden is not None:
+        _check_blind(hidden, body)
     vote = Vote(
         fanout_id=fanout_id,
-        winner=body.winner,
+        winner=real.get(body.winner, body.winner),
         columns=columns,
-        ranking=tuple(body.ranking or ()),
+        ranking=tuple(real.get(c, c) for c in body.ranking or ()),
         voter=body.voter,
         comment=body.comment,
         running=running,
@@ -242,7 +267,11 @@ async def cast_vote(
             str(exc),
             details=[{"loc": ["body", exc.field], "column": exc.column}],
         ) from None
-    return vote_view(stored)
+    view = vote_view(stored)
+    if hidden is not None:
+        by_id = {c.column_id: c.to_dict() for c in stored.columns}
+        view["revealed"] = {hidden.to_blind[c]: by_id[c] for c in hidden.order if c in by_id}
+    return view
 
 
 @router.get(
