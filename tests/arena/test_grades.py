@@ -128,3 +128,16 @@ async def test_each_record_gets_its_grades(tmp_path: Path) -> None:
         ("short", "alpha"): [(contains, True), (not_sorry, True), ("brief", True)],
         ("short", "beta"): [(contains, False), (not_sorry, False), ("brief", False)],
     }
+
+
+def test_the_example_config_loads() -> None:
+    loaded = load_batch(Path(__file__).parents[2] / "configs" / "batch-judged.yaml")
+    assert loaded.config.judge is not None
+    assert loaded.config.judge.voter == "judge:strict"
+    first = loaded.plan.prompts[0]
+    assert [a.title for a in first.assertions] == [
+        'not_contains: "as an AI"',
+        "concise",
+        "max_ttft_s: 30",
+        "stays on topic",
+    ]
