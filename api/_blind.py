@@ -117,7 +117,9 @@ class BlindMap:
                 value = full[key]
                 out[key] = self.hide(value) if key in _HASHED and value is not None else value
         if event.type == "fanout_start":
-            out["agents"] = self.columns()
+            out["agents"] = [
+                {"agent_id": c["column_id"], "label": c["label"]} for c in self.columns()
+            ]
         elif event.type == "fanout_done":
             summary: Mapping[str, Any] = full.get("summary") or {}
             out["summary"] = {

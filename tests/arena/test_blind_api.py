@@ -58,7 +58,9 @@ async def test_the_blind_stream_names_no_agent(arena: Api) -> None:
         assert secret not in raw, secret
     start = events[0]
     assert start["type"] == "fanout_start"
-    assert start["agents"] == view["columns"]
+    assert start["agents"] == [
+        {"agent_id": c["column_id"], "label": c["label"]} for c in view["columns"]
+    ]
     assert {e["agent_id"] for e in events if e["agent_id"]} == set(opaque)
     texts: dict[str, str] = {}
     for e in events:
