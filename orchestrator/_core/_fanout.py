@@ -243,6 +243,7 @@ class FanOut:
             first = True
             hot = False
             text = lane.text_parts
+            put_nowait = lane.put_nowait
             t0 = self._t0
             monotonic = time.monotonic
             # Unpacked at once: a buffered or waiting event keeps no tuple alive, only its
@@ -253,7 +254,7 @@ class FanOut:
                         delta = data["delta"]
                     except KeyError:
                         delta = None
-                    if type(delta) is not str:
+                    if delta.__class__ is not str:
                         require_delta(etype, data)  # raises: the rule record() applies
                     text.append(delta)
                 else:
@@ -264,7 +265,7 @@ class FanOut:
                     if not hot and lane.first_token_at is not None:
                         hot = True
                         self._first_token_seen(lane, total_deadline)
-                if not lane.put_nowait(etype, data, monotonic() - t0):
+                if not put_nowait(etype, data, monotonic() - t0):
                     await self._put(lane, etype, data)
             if first:
                 await self._put(lane, "agent_start", {**lane.info, "run_id": None})

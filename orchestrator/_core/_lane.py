@@ -63,6 +63,7 @@ class Lane:
         "fanout_id",
         "first_token_at",
         "info",
+        "kinds",
         "label",
         "low_water",
         "notify",
@@ -79,6 +80,7 @@ class Lane:
         "stop_reason",
         "text_length",
         "text_parts",
+        "times",
         "tool_calls",
         "usage",
         "watch_count",
@@ -112,10 +114,13 @@ class Lane:
         # and still has a quarter in hand while it gets going. Each wake-up leaves a future
         # and a callback for the garbage collector (docs/architecture.md).
         self.low_water = capacity // 4
-        # Buffered events as plain (type, payload, arrival time) tuples: one append and one
-        # popleft per event. Plain tuples, not SourceEvent: the garbage collector untracks an
-        # exact tuple of untracked items (str, float, a dict of strings), never a named one.
-        self.buf: deque[tuple[EventType, JSON, float]] = deque()
+        # The buffer is three parallel deques (payloads, types, arrival times) rather than one
+        # of tuples: a tuple is tracked by the garbage collector until a collection finds it
+        # holds nothing tracked, so every buffered event would cost GC work; a dict of
+        # strings, a str and a float are never tracked (docs/architecture.md).
+        self.buf: deque[JSON] = deque()
+        self.kinds: deque[EventType] = deque()
+        self.times: deque[float] = deque()
         self.space: Waiter | None = None
         self.scope = anyio.CancelScope()
         self.state: AgentState = "pending"
@@ -155,7 +160,9 @@ class Lane:
         buf = self.buf
         if len(buf) >= self.capacity:
             return False
-        buf.append((etype, data, t))
+        buf.append(data)
+        self.kinds.append(etype)
+        self.times.append(t)
         if len(buf) == 1:
             self.notify(self)
         return True
@@ -163,14 +170,15 @@ class Lane:
     def try_coalesce(self, etype: EventType, data: JSON, t: float) -> bool:
         """Merge a text delta into the newest buffered event of the same message, if any."""
         buf = self.buf
-        if not buf or etype not in DELTA_TYPES:
+        if not buf or etype not in DELTA_TYPES or self.kinds[-1] != etype:
             return False
-        last_type, last, _ = buf[-1]
-        if last_type != etype or last.get("message_id") != data.get("message_id"):
+        last = buf[-1]
+        if last.get("message_id") != data.get("message_id"):
             return False
         merged = dict(last)
         merged["delta"] = last["delta"] + data["delta"]  # both checked by require_delta
-        buf[-1] = (etype, merged, t)
+        buf[-1] = merged
+        self.times[-1] = t
         self.coalesced += 1
         return True
 
@@ -182,7 +190,9 @@ class Lane:
         has drained to its low-water mark.
         """
         buf = self.buf
-        etype, data, t = buf.popleft()
+        data = buf.popleft()
+        etype = self.kinds.popleft()
+        t = self.times.popleft()
         if buf:
             self.ready.append(self)
         space = self.space
