@@ -29,9 +29,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, TypedDict
 
+from annotated_types import Ge
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from orchestrator import Event, FanOutExpiredError, HubFanOut
@@ -52,7 +53,7 @@ from ._frontends import (
     start_fanout,
 )
 from ._json import dumps
-from ._models import Name, OptionsSpec, Text
+from ._models import Name, OptionsSpec, Text, not_bool
 from ._sessions import MemberRequest
 from ._state import ApiState, State, find
 
@@ -284,11 +285,6 @@ _ENVELOPE = frozenset({"v", "type", "fanout_id", "agent_id", "label", "seq", "in
 # -- requests -----------------------------------------------------------------------------------
 
 _CAMEL = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-_TEXT_PART = {
-    "type": "object",
-    "required": ["type", "text"],
-    "properties": {"type": {"const": "text"}, "text": {"type": "string", "pattern": r"\S"}},
-}
 
 
 class ChatUserMessage(BaseModel):
@@ -299,9 +295,9 @@ class ChatUserMessage(BaseModel):
 
     id: Annotated[Name, Field(min_length=1)]
     role: Literal["user"]
-    parts: Annotated[
-        list[dict[Text, FreeJson]], Field(min_length=1, json_schema_extra={"contains": _TEXT_PART})
-    ]
+    # At least one part should be text: the endpoint checks it (``no_user_text``), since
+    # a JSON Schema ``contains`` here defeats schema-driven generators.
+    parts: Annotated[list[dict[Text, FreeJson]], Field(min_length=1)]
 
     def text(self) -> str:
         """The text parts, joined."""
@@ -348,12 +344,7 @@ class ChatRequest(BaseModel):
     id: ConversationId
     messages: Annotated[
         list[Annotated[ChatUserMessage | ChatOtherMessage, Field(discriminator="role")]],
-        Field(
-            min_length=1,
-            json_schema_extra={
-                "contains": {"type": "object", "properties": {"role": {"const": "user"}}}
-            },
-        ),
+        Field(min_length=1),
     ]
     trigger: Literal["submit-message", "regenerate-message"] | None = None
     message_id: Name | None = None
@@ -361,7 +352,9 @@ class ChatRequest(BaseModel):
     preset: Annotated[Name, Field(min_length=1)] | None = None
     options: OptionsSpec | None = None
     #: The agent this stream shows: its position in ``agents``, its column id or its label.
-    column: Annotated[int, Field(ge=0, strict=True)] | Annotated[Name, Field(min_length=1)] = 0
+    column: (
+        Annotated[int, Ge(0), BeforeValidator(not_bool)] | Annotated[Name, Field(min_length=1)]
+    ) = 0
 
     @model_validator(mode="before")
     @classmethod
@@ -373,8 +366,6 @@ class ChatRequest(BaseModel):
     def _complete(self) -> ChatRequest:
         if not self.agents and self.preset is None:
             raise ValueError("the body needs 'agents' (at least one) or 'preset'")
-        if not self.prompt().strip():
-            raise ValueError("messages: the last user message holds no text")
         return self
 
     def prompt(self) -> str:
@@ -428,6 +419,10 @@ async def chat_ui_message_stream(
     Leaving early (useChat's `stop()`) cancels this agent only. The chat `id` is a session
     with a Letta server: the next message continues the same conversations.
     """
+    if not body.prompt().strip():
+        raise ApiError(
+            422, "no_user_text", "body.messages: the last user message holds no text part"
+        )
     agents, options = await resolve_agents(body.agents, body.preset, body.options, "body")
     _check_column(body.column, agents)
     # The other columns are read by other requests: this client leaving must not stop them.

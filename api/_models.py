@@ -70,8 +70,12 @@ def _check_message(value: str) -> str:
     return value
 
 
-def _not_bool(value: object) -> object:
-    # Lax int validation would take ``true`` as 1 and ``"64"`` as 64; JSON has numbers.
+def not_bool(value: object) -> object:
+    """Refuse ``true`` and ``"64"`` where a JSON integer belongs (before lax validation).
+
+    Lax int validation would take them as 1 and 64; it also takes ``3.0`` as 3, which JSON
+    Schema counts as an integer too.
+    """
     if isinstance(value, bool | str):
         raise PydanticCustomError("int_type", "Input should be a JSON integer")
     return value
@@ -146,7 +150,7 @@ class OptionsSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    buffer: Annotated[int, BeforeValidator(_not_bool)] = Field(default=64, ge=1, le=100_000)
+    buffer: Annotated[int, BeforeValidator(not_bool)] = Field(default=64, ge=1, le=100_000)
     overflow: Overflow = "coalesce"
     policy: str = Field(default="all", pattern=r"^(all|first|quorum:[1-9][0-9]*)$")
     timeout_s: Seconds | None = None

@@ -76,7 +76,15 @@ def error_names_problem(ctx: CheckContext, response: Response, case: Case[Any]) 
 CROSS_FIELD_CODES = frozenset(
     # unknown_preset and unknown_column: a preset is a file of the server's configs folder,
     # a column one of the request's agents (POST /v1/ag-ui, POST /v1/ui-message-stream).
-    {"invalid_options", "too_many_agents", "message_too_large", "unknown_preset", "unknown_column"}
+    # no_user_text: useChat's messages must end with a user message holding text.
+    {
+        "invalid_options",
+        "too_many_agents",
+        "message_too_large",
+        "unknown_preset",
+        "unknown_column",
+        "no_user_text",
+    }
 )
 
 

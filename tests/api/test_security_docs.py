@@ -84,5 +84,5 @@ async def test_openapi_declares_the_bearer_scheme_on_protected_operations(api: A
                 continue
             assert security, (method, path)
             assert {"bearerAuth": []} in security, (method, path)
-            streaming = method == "get" and path.endswith("/events")
+            streaming = method == "get" and path.endswith(("/events", "/ui-message-stream"))
             assert ({"streamToken": []} in security) is streaming, (method, path)
