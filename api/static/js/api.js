@@ -106,6 +106,42 @@ export async function createFanout(agents, message, options) {
   return request("POST", "/v1/fanouts", body);
 }
 
+/**
+ * Whether this server has sessions (a Letta server: not with scripted agents). Read from
+ * the OpenAPI document, so that a server without them is not asked for a 404.
+ */
+export async function sessionsAvailable() {
+  try {
+    const doc = await request("GET", "/openapi.json");
+    return Boolean(doc?.paths?.["/v1/sessions"]);
+  } catch {
+    return false;
+  }
+}
+
+/** Create a session: members [{agent_id | name, label?, model?}]. */
+export async function createSession(agents, title = null) {
+  const body = { agents };
+  if (title) body.title = title;
+  return request("POST", "/v1/sessions", body);
+}
+
+/** The session with its thread (`turns`). */
+export async function getSession(sessionId) {
+  return request("GET", `/v1/sessions/${encodeURIComponent(sessionId)}`);
+}
+
+export async function forkSession(sessionId) {
+  return request("POST", `/v1/sessions/${encodeURIComponent(sessionId)}/fork`, {});
+}
+
+/** Send a message to a session's conversations; resolves to {fanout_id, events_url}. */
+export async function sendToSession(sessionId, message, options) {
+  const body = { message };
+  if (options && Object.keys(options).length) body.options = options;
+  return request("POST", `/v1/sessions/${encodeURIComponent(sessionId)}/fanouts`, body);
+}
+
 /** Cancel one agent of a fan-out, or all of them when agentId is null. */
 export async function cancelFanout(fanoutId, agentId = null) {
   const body = agentId ? { agent_id: agentId } : {};

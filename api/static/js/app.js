@@ -2,6 +2,7 @@
 
 import { ApiError, cancelFanout, createFanout, listAgents, listPresets, setApiKey } from "./api.js";
 import { Run } from "./run.js";
+import { SessionPanel, threadList, threadView } from "./session.js";
 import { EventStream } from "./stream.js";
 import { RunView } from "./view.js";
 
@@ -14,6 +15,8 @@ const state = {
   preset: null,
   entries: [], // [{run, view, stream, item}] oldest first
   shown: null,
+  extra: [], // more columns: [{agent_id, name, model}] (same agent, another model)
+  sessions: null, // the SessionPanel (sessions on a Letta server)
 };
 
 // -- agents and presets ---------------------------------------------------------------------
@@ -69,13 +72,70 @@ function renderAgents() {
     }
     if (agent.description) label.title = agent.description;
     li.append(label);
+    if (state.sessions?.available) {
+      const add = document.createElement("button");
+      add.type = "button";
+      add.className = "add-column small";
+      add.textContent = "+";
+      add.dataset.agentId = agent.agent_id;
+      add.title = "Another column of this agent, with another model";
+      add.setAttribute("aria-label", `Add ${agent.name} with another model`);
+      add.addEventListener("click", () => addColumn(agent));
+      li.append(add);
+    }
     list.append(li);
   }
   renderCount();
 }
 
+function addColumn(agent) {
+  state.extra.push({ agent_id: agent.agent_id, name: agent.name, model: "" });
+  choosePreset(null, { keepSelection: true });
+  renderExtra();
+  const inputs = $("extra-columns").querySelectorAll("input");
+  inputs[inputs.length - 1]?.focus();
+}
+
+function renderExtra() {
+  const list = $("extra-columns");
+  list.replaceChildren();
+  $("extra-box").hidden = !state.extra.length;
+  const models = [...new Set(state.agents.map((a) => a.model).filter(Boolean))];
+  $("model-options").replaceChildren(
+    ...models.map((m) => Object.assign(document.createElement("option"), { value: m })),
+  );
+  state.extra.forEach((column, n) => {
+    const li = document.createElement("li");
+    li.dataset.agentId = column.agent_id;
+    const name = document.createElement("span");
+    name.className = "agent-name";
+    name.textContent = column.name;
+    const model = document.createElement("input");
+    model.className = "column-model";
+    model.setAttribute("list", "model-options");
+    model.placeholder = "model handle";
+    model.setAttribute("aria-label", `Model of ${column.name} (column ${n + 1})`);
+    model.value = column.model;
+    model.addEventListener("input", () => {
+      column.model = model.value.trim();
+    });
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "small";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove this column of ${column.name}`);
+    remove.addEventListener("click", () => {
+      state.extra.splice(n, 1);
+      renderExtra();
+    });
+    li.append(name, model, remove);
+    list.append(li);
+  });
+  renderCount();
+}
+
 function renderCount() {
-  const count = state.preset ? state.preset.agents.length : state.selected.size;
+  const count = state.preset ? state.preset.agents.length : state.selected.size + state.extra.length;
   $("agent-count").textContent = state.agents.length ? `${count} of ${state.agents.length}` : "";
 }
 
@@ -133,6 +193,13 @@ function chosenRefs() {
   const agents = state.agents
     .filter((a) => state.selected.has(a.agent_id))
     .map((a) => ({ agent_id: a.agent_id, label: a.name }));
+  if (state.sessions?.available) {
+    for (const column of state.extra) {
+      const member = { agent_id: column.agent_id, label: `${column.name} (${column.model || "default model"})` };
+      if (column.model) member.model = column.model;
+      agents.push(member);
+    }
+  }
   return { agents, options: null };
 }
 
@@ -158,22 +225,32 @@ async function send() {
   }
   $("send").disabled = true;
   let created;
+  let turns = null;
   try {
-    created = await createFanout(agents, prompt, options);
+    if (state.sessions?.available) {
+      ({ created, turns } = await state.sessions.send(agents, prompt, options));
+    } else {
+      created = await createFanout(agents, prompt, options);
+    }
   } catch (err) {
-    message.textContent = `Could not start the fan-out: ${err instanceof ApiError ? err.message : err}`;
+    const busy = err instanceof ApiError && err.status === 409;
+    message.textContent = busy
+      ? "This session is still answering: wait for it, or stop it, before the next message."
+      : `Could not start the fan-out: ${err instanceof ApiError ? err.message : err}`;
     return;
   } finally {
     $("send").disabled = false;
   }
   $("prompt").value = "";
-  start(created, prompt, agents);
+  start(created, prompt, agents, turns);
 }
 
-function start(created, prompt, agents) {
+function start(created, prompt, agents, turns = null) {
   const run = new Run({ fanoutId: created.fanout_id, prompt, requested: agents });
   const entry = { run, view: null, stream: null, item: null, connection: "connecting", info: {} };
   entry.view = new RunView(run, { onStop: (agentId) => stop(entry, agentId) });
+  if (turns && turns.length) entry.view.threadFor = (columnId) => threadList(turns, columnId);
+  for (const old of document.querySelectorAll(".thread-view")) old.hidden = true;
   const url = created.events_url ?? `/v1/fanouts/${encodeURIComponent(run.fanoutId)}/events`;
   entry.stream = new EventStream(url, {
     onEvent: (ev) => {
@@ -205,6 +282,7 @@ async function stop(entry, agentId = null) {
 }
 
 function finished(entry) {
+  if (state.sessions?.session) state.sessions.refresh().then(renderSessionInfo, () => {});
   const counts = entry.run.summary?.counts ?? {};
   const parts = Object.entries(counts)
     .filter(([, n]) => n)
@@ -282,6 +360,50 @@ function addHistory(entry) {
   $("history-empty").hidden = true;
 }
 
+function renderSession(panel) {
+  $("session-box").hidden = !panel.available;
+  if (panel.session) {
+    // The session's members are the selection: plain ones ticked, the others as extra
+    // columns with their model, in the session's order.
+    state.preset = null;
+    $("preset").value = "";
+    state.selected = new Set(panel.session.agents.filter((m) => !m.model).map((m) => m.agent_id));
+    state.extra = panel.session.agents
+      .filter((m) => m.model)
+      .map((m) => ({
+        agent_id: m.agent_id,
+        name: state.agents.find((a) => a.agent_id === m.agent_id)?.name ?? m.agent_id,
+        model: m.model,
+      }));
+    renderExtra();
+  }
+  renderSessionInfo();
+  for (const old of document.querySelectorAll(".thread-view")) old.remove();
+  if (panel.session && panel.turns.length) {
+    // A restored (or forked) session: its thread, one column per member.
+    for (const entry of state.entries) entry.view.root.hidden = true;
+    $("welcome").hidden = true;
+    $("runs").append(threadView(panel.session, panel.turns));
+  }
+  renderAgents();
+}
+
+function renderSessionInfo() {
+  const panel = state.sessions;
+  if (!panel?.available) return;
+  const session = panel.session;
+  $("fork-session").disabled = !session;
+  const info = $("session-info");
+  info.dataset.sessionId = session?.session_id ?? "";
+  if (!session) {
+    info.textContent = "A new session starts with your next message.";
+    return;
+  }
+  const names = session.agents.map((m) => m.label).join(", ");
+  const forked = session.parent_id ? `, forked from ${session.parent_id}` : "";
+  info.textContent = `${session.session_id}: ${panel.turns.length} turns with ${names}${forked}.`;
+}
+
 function askForKey() {
   $("key-form").hidden = false;
   $("api-key").focus();
@@ -301,6 +423,14 @@ function wire() {
     }
   });
   $("stop-all").addEventListener("click", () => stop(state.shown));
+  $("new-session").addEventListener("click", () => state.sessions.reset());
+  $("fork-session").addEventListener("click", async () => {
+    try {
+      await state.sessions.fork();
+    } catch (err) {
+      $("ask-message").textContent = `Fork failed: ${err.message}`;
+    }
+  });
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && state.shown && !state.shown.run.finished) {
       e.preventDefault();
@@ -322,7 +452,13 @@ function wire() {
 
 async function main() {
   wire();
+  state.sessions = new SessionPanel({ onChange: renderSession });
   await Promise.all([loadAgents(), loadPresets()]);
+  try {
+    await state.sessions.init();
+  } catch (err) {
+    $("ask-message").textContent = `Could not restore the session: ${err.message}`;
+  }
   document.body.dataset.ready = "true";
 }
 

@@ -92,6 +92,9 @@ export class RunView {
     const stop = node.querySelector(".stop");
     stop.setAttribute("aria-label", `Stop ${a.label}`);
     stop.addEventListener("click", () => this.onStop(a.agentId));
+    // A session's earlier turns, above the live answer (set by the page).
+    const thread = this.threadFor ? this.threadFor(a.agentId) : null;
+    if (thread) node.insertBefore(thread, node.querySelector(".answer"));
     col = {
       node,
       stop,
