@@ -251,12 +251,11 @@ class FanOut:
             async for etype, data in stream:
                 if hot and etype == "content":
                     try:
-                        delta = data["delta"]
-                    except KeyError:
-                        delta = None
-                    if delta.__class__ is not str:
+                        # ``+ ""`` is the cheapest check that the delta is a string.
+                        text.append(data["delta"] + "")
+                    except (KeyError, TypeError):
                         require_delta(etype, data)  # raises: the rule record() applies
-                    text.append(delta)
+                        raise  # a str subclass whose + failed: let it surface
                 else:
                     if etype in TERMINAL_TYPES:
                         return SourceEvent(etype, data)
