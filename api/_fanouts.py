@@ -19,8 +19,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from orchestrator import FanOutExpiredError, HubFanOut, UnknownAgentError
 
+from ._delivery import GzipSend, accepts_gzip, encode_batch, event_batches
 from ._errors import ApiError, error_body, error_responses
-from ._json import dumps, event_json
+from ._json import dumps
 from ._models import (
     CancelAccepted,
     CancelRequest,
@@ -80,11 +81,15 @@ def events_url(fanout_id: str) -> str:
 class _EventStream(EventSourceResponse):
     """An SSE response that drops a client which stops reading, without a traceback."""
 
-    def __init__(self, fanout_id: str, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, fanout_id: str, *args: Any, gzip: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fanout_id = fanout_id
+        self.gzip = gzip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.gzip:
+            # Every body message, pings included, compressed and flushed on its own.
+            send = GzipSend(send)
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
@@ -98,8 +103,14 @@ class _EventStream(EventSourceResponse):
             )
 
 
-def stream_response(state: ApiState, entry: HubFanOut, after: int) -> EventSourceResponse:
-    """An SSE response of ``entry``'s events after index ``after``, live to the end."""
+def stream_response(
+    state: ApiState, entry: HubFanOut, after: int, *, coalesce_ms: int = 0, gzip: bool = False
+) -> EventSourceResponse:
+    """An SSE response of ``entry``'s events after index ``after``, live to the end.
+
+    ``coalesce_ms`` > 0 delivers in windows that merge text deltas; ``gzip`` compresses the
+    body, flushed per message (see ``api/_delivery.py``).
+    """
     try:
         # Checked before the response starts, so an expired range is a 410, not a stream.
         entry.log.check(after)
@@ -114,7 +125,8 @@ def stream_response(state: ApiState, entry: HubFanOut, after: int) -> EventSourc
 
     return _EventStream(
         entry.fanout_id,
-        _sse_events(entry, after),
+        _sse_events(entry, after, coalesce_ms / 1000),
+        gzip=gzip,
         ping=settings.ping_s,
         send_timeout=settings.send_timeout_s,
         client_close_handler_callable=on_client_close,
@@ -125,11 +137,15 @@ def stream_response(state: ApiState, entry: HubFanOut, after: int) -> EventSourc
     )
 
 
-async def _sse_events(entry: HubFanOut, after: int) -> AsyncIterator[ServerSentEvent]:
+async def _sse_events(
+    entry: HubFanOut, after: int, coalesce_s: float = 0.0
+) -> AsyncIterator[bytes | ServerSentEvent]:
     try:
         async with entry.watch(after) as sub:
-            async for event in sub:
-                yield ServerSentEvent(data=event_json(event), event=event.type, id=str(event.index))
+            # What is ready goes out in one send (each event with its own id:), so a reader
+            # pays one send, one timeout scope and one wake-up per batch, not per event.
+            async for batch in event_batches(sub, coalesce_s):
+                yield encode_batch(batch)
     except FanOutExpiredError as exc:
         # Dropped between the check and the first read: tell the client why the stream ends.
         body = error_body("events_expired", str(exc))["error"]
@@ -141,6 +157,26 @@ def wants_stream(request: Request) -> bool:
     return "text/event-stream" in request.headers.get("accept", "")
 
 
+def wants_gzip(request: Request) -> bool:
+    """True when the client accepts a gzip-encoded body."""
+    return accepts_gzip(request.headers.get("accept-encoding", ""))
+
+
+#: ``?coalesce_ms=N``: the delivery window of an event stream (0: every event at once).
+CoalesceMs = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=10_000,
+        description=(
+            "Delivery window in ms: consecutive text deltas of one agent and message that "
+            "arrive within it go out as one event (the last index it covers); 0 sends every "
+            "event as it comes."
+        ),
+    ),
+]
+
+
 @router.post(
     "",
     status_code=201,
@@ -149,7 +185,10 @@ def wants_stream(request: Request) -> bool:
     summary="Start a fan-out",
 )
 async def create_fanout(
-    request: Request, state: State, body: Annotated[FanOutRequest, Body()]
+    request: Request,
+    state: State,
+    body: Annotated[FanOutRequest, Body()],
+    coalesce_ms: CoalesceMs = 0,
 ) -> Response:
     """Send one message to several agents.
 
@@ -160,7 +199,7 @@ async def create_fanout(
     streaming = wants_stream(request)
     entry = await launch(state, body, streaming=streaming, transport="sse" if streaming else "rest")
     if streaming:
-        return stream_response(state, entry, -1)
+        return stream_response(state, entry, -1, coalesce_ms=coalesce_ms, gzip=wants_gzip(request))
     url = events_url(entry.fanout_id)
     created = FanOutCreated(fanout_id=entry.fanout_id, events_url=url)
     return JSONResponse(created.model_dump(), 201, headers={"Location": url})
@@ -170,25 +209,42 @@ async def create_fanout(
     "/{fanout_id}/events",
     # Only an event stream: without this, FastAPI would also list an empty JSON answer.
     response_class=EventSourceResponse,
-    responses={**_SSE_RESPONSE, **error_responses(404, 410, 422, 503)},
+    responses={
+        **_SSE_RESPONSE,
+        204: {"description": "The fan-out is over and the reader already has its last event."},
+        **error_responses(404, 410, 422, 503),
+    },
 )
 async def fanout_events(
+    request: Request,
     fanout_id: str,
     state: State,
     after: Annotated[
         int | None, Query(ge=-1, description="Replay events after this index.")
     ] = None,
     last_event_id: Annotated[int | None, Header(ge=-1)] = None,
-) -> EventSourceResponse:
+    coalesce_ms: CoalesceMs = 0,
+) -> Response:
     """Read a fan-out's events: every retained event after `Last-Event-ID` (or `?after=N`),
     then live until `fanout_done`.
 
     `Last-Event-ID` wins over `after` (browsers resend the header on reconnect while the URL
     stays the same). `404` for an unknown id, `410` once the fan-out or those events expired.
+    `204` when the fan-out is over and the reader already has its last event: by the
+    EventSource standard that stops a browser's reconnects.
     """
     entry = find(state, fanout_id)
     start = last_event_id if last_event_id is not None else after
-    return stream_response(state, entry, -1 if start is None else start)
+    log = entry.log
+    if start is not None and log.closed and start >= log.next_index - 1:
+        return Response(status_code=204)
+    return stream_response(
+        state,
+        entry,
+        -1 if start is None else start,
+        coalesce_ms=coalesce_ms,
+        gzip=wants_gzip(request),
+    )
 
 
 @router.post(

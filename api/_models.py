@@ -212,6 +212,16 @@ class StartFrame(FanOutRequest):
     type: Literal["start"]
     request_id: Name | None = None
     session_id: Annotated[Name, Field(min_length=1)] | None = None
+    coalesce_ms: Annotated[int, BeforeValidator(not_bool)] = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description=(
+            "Delivery window in ms: consecutive text deltas of one agent and message that "
+            "arrive within it go out as one event (the last index it covers); 0 sends every "
+            "event as it comes."
+        ),
+    )
 
     @model_validator(mode="after")
     def _agents_or_session(self) -> StartFrame:

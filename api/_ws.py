@@ -4,6 +4,9 @@ Client frames (JSON text)::
 
     {"type": "start", "request_id"?: str, "agents": [...], "message": str, "options": {...}}
     {"type": "start", "request_id"?: str, "session_id": str, "message": str, "options": {...}}
+
+A start frame may add ``"coalesce_ms": N`` (0 to 10 000): the fan-out's events then come in
+delivery windows that merge text deltas, as ``?coalesce_ms=N`` does on the SSE endpoints.
     {"type": "cancel", "fanout_id": str, "agent_id"?: str, "request_id"?: str}
 
 Server frames: every event of the fan-outs started on this socket (the same JSON as SSE
@@ -35,6 +38,7 @@ from starlette.websockets import WebSocketDisconnect
 from orchestrator import ConversationBusyError, HubFanOut, UnknownAgentError, text_problem
 
 from ._auth import key_matches
+from ._delivery import event_batches
 from ._errors import ApiError, describe_validation, printable
 from ._json import dumps, event_json
 from ._models import CancelFrame, StartFrame
@@ -140,7 +144,8 @@ class _Session:
                 "fanout_id": entry.fanout_id,
             }
         )
-        self.tg.start_soon(self._forward, entry, name=f"ws:{entry.fanout_id}")
+        coalesce_s = frame.coalesce_ms / 1000
+        self.tg.start_soon(self._forward, entry, coalesce_s, name=f"ws:{entry.fanout_id}")
 
     async def _cancel(self, frame: CancelFrame) -> None:
         entry = find(self.state, frame.fanout_id)
@@ -159,10 +164,12 @@ class _Session:
             }
         )
 
-    async def _forward(self, entry: HubFanOut) -> None:
+    async def _forward(self, entry: HubFanOut, coalesce_s: float = 0.0) -> None:
         async with entry.watch() as sub:
-            async for event in sub:
-                await self.send(event_json(event))
+            # One frame per event; with a delivery window, the window's merged events.
+            async for batch in event_batches(sub, coalesce_s):
+                for event, _ in batch:
+                    await self.send(event_json(event))
 
 
 def _loads(raw: str | bytes | None) -> Any:
