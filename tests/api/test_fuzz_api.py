@@ -314,6 +314,7 @@ async def test_the_schema_states_the_rules_the_server_enforces() -> None:
     assert {p["name"]: p["schema"].get("type") for p in parameters if p["in"] != "path"} == {
         "after": "integer",
         "last-event-id": "integer",
+        "coalesce_ms": "integer",
     }
     cancel = doc["paths"]["/v1/fanouts/{fanout_id}/cancel"]["post"]["responses"]
     assert {"404", "410"} <= set(cancel)
