@@ -147,3 +147,18 @@ export async function cancelFanout(fanoutId, agentId = null) {
   const body = agentId ? { agent_id: agentId } : {};
   return request("POST", `/v1/fanouts/${encodeURIComponent(fanoutId)}/cancel`, body);
 }
+
+/** Watch a fan-out blind: resolves to {fanout_id, events_url, columns: [{column_id, label}]}. */
+export async function startBlind(fanoutId) {
+  return request("POST", `/v1/fanouts/${encodeURIComponent(fanoutId)}/blind`, {});
+}
+
+/** Vote on a fan-out's answers: {winner, ranking?}; resolves to the stored vote. */
+export async function castVote(fanoutId, body) {
+  return request("POST", `/v1/fanouts/${encodeURIComponent(fanoutId)}/votes`, body);
+}
+
+/** The leaderboard of every vote, `by` agent, agent_model or label. */
+export async function getLeaderboard(by = "agent") {
+  return request("GET", `/v1/leaderboard?by=${encodeURIComponent(by)}`);
+}

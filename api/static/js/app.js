@@ -1,6 +1,7 @@
 // The panel page: pick agents, send a prompt, watch the answers stream side by side.
 
-import { ApiError, cancelFanout, createFanout, listAgents, listPresets, setApiKey } from "./api.js";
+import { ApiError, cancelFanout, createFanout, listAgents, listPresets, setApiKey, startBlind } from "./api.js";
+import { showLeaderboard, VoteBar } from "./arena.js";
 import { Run } from "./run.js";
 import { SessionPanel, threadList, threadView } from "./session.js";
 import { EventStream } from "./stream.js";
@@ -224,6 +225,7 @@ async function send() {
     return;
   }
   $("send").disabled = true;
+  const blind = $("blind").checked;
   let created;
   let turns = null;
   try {
@@ -232,6 +234,8 @@ async function send() {
     } else {
       created = await createFanout(agents, prompt, options);
     }
+    // Blind: the page reads only the blind stream, whose columns name no agent.
+    if (blind) created = { ...created, blind: await startBlind(created.fanout_id) };
   } catch (err) {
     const busy = err instanceof ApiError && err.status === 409;
     message.textContent = busy
@@ -251,7 +255,13 @@ function start(created, prompt, agents, turns = null) {
   entry.view = new RunView(run, { onStop: (agentId) => stop(entry, agentId) });
   if (turns && turns.length) entry.view.threadFor = (columnId) => threadList(turns, columnId);
   for (const old of document.querySelectorAll(".thread-view")) old.hidden = true;
-  const url = created.events_url ?? `/v1/fanouts/${encodeURIComponent(run.fanoutId)}/events`;
+  if (created.blind) {
+    entry.voteBar = new VoteBar(run, entry.view.root, created.blind.columns);
+  }
+  const url =
+    created.blind?.events_url ??
+    created.events_url ??
+    `/v1/fanouts/${encodeURIComponent(run.fanoutId)}/events`;
   entry.stream = new EventStream(url, {
     onEvent: (ev) => {
       entry.view.update(run.apply(ev));
@@ -440,6 +450,9 @@ function wire() {
   $("preset").addEventListener("change", (e) => choosePreset(e.target.value || null));
   $("agent-filter").addEventListener("input", renderAgents);
   $("reload-agents").addEventListener("click", loadAgents);
+  $("show-leaderboard").addEventListener("click", () =>
+    showLeaderboard($("leaderboard"), $("leaderboard-by").value),
+  );
   $("key-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     setApiKey($("api-key").value.trim());
