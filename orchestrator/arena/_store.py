@@ -7,15 +7,13 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..sessions._db import create_engine, migrate
+from ..sessions._db import EngineStore, create_engine, migrate
 from ..sessions._tables import turns
 from ._model import Vote, VoteColumn
 from ._tables import votes
@@ -49,37 +47,13 @@ class VoteFilter:
         return where
 
 
-class VoteStore:
+class VoteStore(EngineStore):
     """Votes in a SQL database, through SQLAlchemy's async engine.
 
     Obtain one with :func:`open_vote_store` (which runs the migrations), or give it the
     engine of a session store: both live in the same database. Every method is one
     transaction.
     """
-
-    def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
-        self.engine = engine
-        self._owns_engine = owns_engine
-        self._closed = False
-
-    async def __aenter__(self) -> VoteStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Dispose of the engine if the store created it. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_engine:
-            await self.engine.dispose()
 
     async def cast(self, vote: Vote) -> Vote:
         """Store ``vote`` (checked first), replacing the voter's earlier vote on that fan-out.

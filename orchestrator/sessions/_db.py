@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
@@ -25,6 +26,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_PATH",
     "VERSION_TABLE",
+    "EngineStore",
     "async_database_url",
     "create_engine",
     "default_database_url",
@@ -48,6 +50,38 @@ _DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
 }
+
+
+class EngineStore:
+    """A store over one SQLAlchemy async engine: an async context manager.
+
+    With ``owns_engine`` the store disposes of the engine when closed; otherwise the engine
+    is shared (sessions and votes live in one database) and its owner closes it.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
+        self.engine = engine
+        self._owns_engine = owns_engine
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Dispose of the engine if the store created it. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_engine:
+            await self.engine.dispose()
 
 
 def default_database_url() -> str:

@@ -5,48 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._db import create_engine, migrate
+from ._db import EngineStore, create_engine, migrate
 from ._model import Answer, SessionMember, SessionRecord, Turn, UnknownSessionError
 from ._tables import answers, members, sessions, turns
 
 __all__ = ["SessionStore", "open_session_store"]
 
 
-class SessionStore:
+class SessionStore(EngineStore):
     """Sessions in a SQL database (SQLite or PostgreSQL, through SQLAlchemy's async engine).
 
     Obtain one with :func:`open_session_store`, which also runs the migrations. Every method
     is one transaction. Unknown session ids raise :class:`UnknownSessionError`.
     """
-
-    def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
-        self.engine = engine
-        self._owns_engine = owns_engine
-        self._closed = False
-
-    async def __aenter__(self) -> SessionStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Dispose of the engine if the store created it. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_engine:
-            await self.engine.dispose()
 
     async def add_session(self, record: SessionRecord) -> None:
         """Store a new session with its members."""
