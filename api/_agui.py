@@ -79,6 +79,7 @@ from ._frontends import (
     protocol_stream,
     resolve_agents,
     start_fanout,
+    text_of_parts,
 )
 from ._json import dumps
 from ._models import Message, Name, OptionsSpec, Text
@@ -170,11 +171,7 @@ class AgUiUserMessage(BaseModel):
         """The message's text (text parts joined)."""
         if isinstance(self.content, str):
             return self.content
-        return "".join(
-            part["text"]
-            for part in self.content
-            if part.get("type") == "text" and isinstance(part.get("text"), str)
-        )
+        return text_of_parts(self.content)
 
 
 class AgUiOtherMessage(BaseModel):

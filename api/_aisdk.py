@@ -51,6 +51,7 @@ from ._frontends import (
     protocol_stream,
     resolve_agents,
     start_fanout,
+    text_of_parts,
 )
 from ._json import dumps
 from ._models import Name, OptionsSpec, Text, not_bool
@@ -301,11 +302,7 @@ class ChatUserMessage(BaseModel):
 
     def text(self) -> str:
         """The text parts, joined."""
-        return "".join(
-            p["text"]
-            for p in self.parts
-            if p.get("type") == "text" and isinstance(p.get("text"), str)
-        )
+        return text_of_parts(self.parts)
 
 
 class ChatOtherMessage(BaseModel):

@@ -61,6 +61,7 @@ __all__ = [
     "protocol_stream",
     "resolve_agents",
     "start_fanout",
+    "text_of_parts",
 ]
 
 #: A protocol's conversation id (AG-UI ``threadId``, ``useChat`` ``id``): it is used as a
@@ -322,3 +323,12 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def clean(text: str) -> str:
     """``text`` with lone surrogates (from an upstream server) replaced by U+FFFD."""
     return _SURROGATE.sub("\ufffd", text)
+
+
+def text_of_parts(parts: Sequence[Mapping[str, Any]]) -> str:
+    """The text of a message's parts (AG-UI content, AI SDK parts): its text parts, joined."""
+    return "".join(
+        part["text"]
+        for part in parts
+        if part.get("type") == "text" and isinstance(part.get("text"), str)
+    )
