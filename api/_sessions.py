@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection
 
 from orchestrator import (
@@ -41,7 +41,7 @@ from orchestrator import (
 
 from ._errors import ApiError, describe_exception, error_body, error_responses
 from ._fanouts import _SSE_RESPONSE, events_url, stream_response, wants_stream
-from ._models import FanOutCreated, Message, Name, OptionsSpec
+from ._models import AgentSpec, FanOutCreated, Message, Name, OptionsSpec
 from ._state import ApiState, State
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=error_responses(401))
@@ -50,29 +50,10 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=error_res
 # -- bodies -----------------------------------------------------------------------------------
 
 
-class MemberRequest(BaseModel):
+class MemberRequest(AgentSpec):
     """One member: an agent by ``agent_id`` or ``name``, a label, a model handle."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["agent_id"], "properties": {"agent_id": {"type": "string"}}},
-                {"required": ["name"], "properties": {"name": {"type": "string"}}},
-            ]
-        },
-    )
-
-    agent_id: Annotated[Name, Field(min_length=1)] | None = None
-    name: Annotated[Name, Field(min_length=1)] | None = None
-    label: Name | None = None
     model: Annotated[Name, Field(min_length=1)] | None = None
-
-    @model_validator(mode="after")
-    def _one_reference(self) -> MemberRequest:
-        if not (self.agent_id or self.name):
-            raise ValueError("an agent needs 'agent_id' or 'name'")
-        return self
 
     def to_spec(self) -> MemberSpec:
         return MemberSpec(
