@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: install demo test lint typecheck unit browsers node-clients stack-up stack-down bench clean
+.PHONY: install demo test lint typecheck unit browsers redis node-clients stack-up stack-down bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(BIN)/.installed
 
 browsers:
 	bash scripts/install-chromium.sh
+
+# Debian's redis-server: the local stack runs its own, for the Letta server's background streams.
+redis:
+	bash scripts/install-redis.sh
 
 # @ag-ui/client and ai for tests/protocols (the tests also install them on first use).
 node-clients:
@@ -33,10 +37,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest
 
-test: install browsers node-clients lint typecheck
+test: install browsers redis node-clients lint typecheck
 	$(BIN)/pytest
 
-demo: install
+demo: install redis
 	$(BIN)/orchestrator demo
 
 bench: install
