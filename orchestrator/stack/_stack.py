@@ -1,4 +1,4 @@
-"""The local Letta stack: PostgreSQL, the scripted model server and ``letta server``.
+"""The local Letta stack: PostgreSQL, Redis, the scripted model server and ``letta server``.
 
 Everything lives in one folder, the stack's home: ``--home`` or ``$LETTA_FANOUT_STACK_DIR``,
 else ``./.letta`` in the working directory (git-ignored). It holds the
@@ -33,11 +33,19 @@ import anyio
 from ._errors import StackError
 from ._install import LETTA_VERSION, ServerInstall
 from ._postgres import Postgres
+from ._redis import (
+    RedisTarget,
+    parse_redis_url,
+    redis_ping,
+    redis_server_args,
+    redis_server_bin,
+)
 
 __all__ = [
     "DEFAULT_LETTA_PORT",
     "DEFAULT_MODEL_PORT",
     "DEFAULT_PG_PORT",
+    "DEFAULT_REDIS_PORT",
     "PROVIDER_ENV_VARS",
     "STACK_COMPONENTS",
     "ComponentStatus",
@@ -54,6 +62,8 @@ __all__ = [
 DEFAULT_LETTA_PORT = 8283
 DEFAULT_PG_PORT = 55432
 DEFAULT_MODEL_PORT = 8799
+#: The stack's own redis-server; far from the 6379 of a system Redis on the same machine.
+DEFAULT_REDIS_PORT = 56379
 
 PROVIDER_ENV_VARS = (
     "ANTHROPIC_API_KEY",
@@ -109,7 +119,9 @@ class StackConfig:
     """Where and how the stack runs. Every field has an ``LETTA_FANOUT_*`` env default.
 
     ``openai_base_url`` set means: use that OpenAI-compatible provider instead of
-    the scripted model server (which is then not started).
+    the scripted model server (which is then not started). ``redis_url`` set means: the
+    Letta server uses that Redis and the stack starts no ``redis-server`` of its own
+    (which otherwise listens on ``redis_port``).
     """
 
     home: Path = field(default_factory=_default_home)
@@ -119,6 +131,12 @@ class StackConfig:
     pg_port: int = field(default_factory=lambda: _env_int("LETTA_FANOUT_PG_PORT", DEFAULT_PG_PORT))
     model_port: int = field(
         default_factory=lambda: _env_int("LETTA_FANOUT_MODEL_PORT", DEFAULT_MODEL_PORT)
+    )
+    redis_port: int = field(
+        default_factory=lambda: _env_int("LETTA_FANOUT_REDIS_PORT", DEFAULT_REDIS_PORT)
+    )
+    redis_url: str | None = field(
+        default_factory=lambda: os.environ.get("LETTA_FANOUT_REDIS_URL") or None
     )
     openai_base_url: str | None = field(
         default_factory=lambda: os.environ.get("LETTA_FANOUT_OPENAI_BASE_URL") or None
@@ -147,10 +165,21 @@ class StackConfig:
     def scripted(self) -> bool:
         return self.openai_base_url is None
 
+    @property
+    def redis(self) -> RedisTarget:
+        """The Redis the Letta server is given (``redis_url``, else the stack's own)."""
+        if self.redis_url is not None:
+            return parse_redis_url(self.redis_url)
+        return RedisTarget("127.0.0.1", self.redis_port)
+
 
 @dataclass(frozen=True)
 class StackInfo:
-    """What runs where; ``base_url`` is the Letta server to give ``AsyncLetta``."""
+    """What runs where; ``base_url`` is the Letta server to give ``AsyncLetta``.
+
+    ``redis_url`` is the Redis the Letta server uses (``redis://host:port``); ``redis_pid``
+    is the stack's own ``redis-server``, ``None`` when it was given with ``--redis-url``.
+    """
 
     base_url: str
     letta_port: int
@@ -160,6 +189,8 @@ class StackInfo:
     pg_uri: str
     model_base_url: str
     model_pid: int | None
+    redis_url: str
+    redis_pid: int | None
     scripted: bool
     letta_version: str
     home: str
@@ -307,7 +338,9 @@ def _postgres(config: StackConfig, install: ServerInstall) -> Postgres:
     )
 
 
-def _letta_env(config: StackConfig, pg_uri: str, model_base_url: str) -> dict[str, str]:
+def _letta_env(
+    config: StackConfig, pg_uri: str, model_base_url: str, redis: RedisTarget
+) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -323,6 +356,8 @@ def _letta_env(config: StackConfig, pg_uri: str, model_base_url: str) -> dict[st
             "LETTA_DIR": str(config.home / "letta-home"),
             "OPENAI_BASE_URL": model_base_url,
             "OPENAI_API_KEY": config.openai_api_key or "scripted-model-needs-no-key",
+            "LETTA_REDIS_HOST": redis.host,
+            "LETTA_REDIS_PORT": str(redis.port),
             "TIKTOKEN_CACHE_DIR": str(config.home / "cache" / "tiktoken"),
             "NLTK_DATA": str(config.home / "cache" / "nltk"),
         }
@@ -424,6 +459,8 @@ def _up(config: StackConfig, say: Callable[[str], None]) -> StackInfo:
         model_base_url = config.openai_base_url
         _stop_group((state.get("model") or {}).get("pid"), (state.get("model") or {}).get("ticks"))
 
+    redis, redis_pid, redis_ticks = _up_redis(config, state, say)
+
     letta_log = config.logs / "letta.log"
     base_url = f"http://127.0.0.1:{config.letta_port}"
     health = f"{base_url}/v1/health/"
@@ -431,6 +468,7 @@ def _up(config: StackConfig, say: Callable[[str], None]) -> StackInfo:
     same_setup = (
         old_letta.get("port") == config.letta_port
         and old_letta.get("model_base_url") == model_base_url
+        and old_letta.get("redis_url") == redis.url
     )
     if same_setup and _alive(old_letta.get("pid"), old_letta.get("ticks")) and _http_ok(health):
         letta_pid, letta_ticks = old_letta["pid"], old_letta.get("ticks")
@@ -452,7 +490,7 @@ def _up(config: StackConfig, say: Callable[[str], None]) -> StackInfo:
                 "--port",
                 str(config.letta_port),
             ],
-            _letta_env(config, pg.uri, model_base_url),
+            _letta_env(config, pg.uri, model_base_url, redis),
             letta_log,
         )
         _wait_http(
@@ -467,6 +505,7 @@ def _up(config: StackConfig, say: Callable[[str], None]) -> StackInfo:
         "install": str(install.log_file),
         "postgres": str(pg.log_file),
         "model": str(model_log),
+        "redis": str(config.logs / "redis.log"),
         "letta": str(letta_log),
     }
     _write_state(
@@ -478,6 +517,7 @@ def _up(config: StackConfig, say: Callable[[str], None]) -> StackInfo:
                 "port": config.letta_port,
                 "base_url": base_url,
                 "model_base_url": model_base_url,
+                "redis_url": redis.url,
             },
             "model": (
                 {"pid": model_pid, "ticks": model_ticks, "port": config.model_port}
@@ -485,6 +525,13 @@ def _up(config: StackConfig, say: Callable[[str], None]) -> StackInfo:
                 else None
             ),
             "postgres": {"pid": pg_pid, "port": pg.port, "uri": pg.uri, "data": str(pg.data_dir)},
+            "redis": {
+                "pid": redis_pid,
+                "ticks": redis_ticks,
+                "port": redis.port,
+                "url": redis.url,
+                "external": config.redis_url is not None,
+            },
             "logs": logs,
             "letta_version": LETTA_VERSION,
         },
@@ -499,6 +546,8 @@ def _up(config: StackConfig, say: Callable[[str], None]) -> StackInfo:
         pg_uri=pg.uri,
         model_base_url=model_base_url,
         model_pid=model_pid,
+        redis_url=redis.url,
+        redis_pid=redis_pid,
         scripted=config.scripted,
         letta_version=LETTA_VERSION,
         home=str(config.home),
@@ -509,7 +558,7 @@ def _up(config: StackConfig, say: Callable[[str], None]) -> StackInfo:
 def stack_down(
     config: StackConfig | None = None, *, echo: Callable[[str], None] | None = None
 ) -> None:
-    """Stop the Letta server, the model server and PostgreSQL that the stack started."""
+    """Stop the Letta server, the model server, Redis and PostgreSQL that the stack started."""
     config = config or StackConfig()
     with _locked(config):
         _down(config, echo or (lambda _msg: None))
@@ -517,7 +566,7 @@ def stack_down(
 
 def _down(config: StackConfig, say: Callable[[str], None]) -> None:
     state = _read_state(config)
-    for name in ("letta", "model"):
+    for name in ("letta", "model", "redis"):
         entry = state.get(name) or {}
         if entry.get("pid"):
             _stop_group(entry.get("pid"), entry.get("ticks"))
@@ -560,6 +609,7 @@ def stack_status(config: StackConfig | None = None) -> list[ComponentStatus]:
             logs.get("postgres", str(config.logs / "postgres.log")),
         )
     )
+    out.append(_redis_status(config, state, logs))
     # The two HTTP servers the stack started itself: (name, default port, health path, log).
     servers = (
         ("model", config.model_port, "/v1", "/v1/models", "modelserver.log"),
@@ -582,6 +632,79 @@ def stack_status(config: StackConfig | None = None) -> list[ComponentStatus]:
     return out
 
 
+def _redis_status(
+    config: StackConfig, state: Mapping[str, Any], logs: Mapping[str, str]
+) -> ComponentStatus:
+    entry = state.get("redis") or {}
+    log = logs.get("redis", str(config.logs / "redis.log"))
+    if entry.get("external"):
+        # Not ours: it runs when it answers, and it has no pid we know.
+        target = parse_redis_url(str(entry.get("url")))
+        ok = redis_ping(target)
+        return ComponentStatus("redis", None, ok, target.url, ok, log)
+    port = int(entry.get("port") or config.redis_port)
+    target = RedisTarget("127.0.0.1", port)
+    running = _alive(entry.get("pid"), entry.get("ticks"))
+    return ComponentStatus(
+        "redis", entry.get("pid"), running, target.url, running and redis_ping(target), log
+    )
+
+
+def _up_redis(
+    config: StackConfig, state: Mapping[str, Any], say: Callable[[str], None]
+) -> tuple[RedisTarget, int | None, int | None]:
+    # The given server, or the stack's own one (reused while it runs on the same port).
+    old = state.get("redis") or {}
+    log = config.logs / "redis.log"
+    target = config.redis
+    if config.redis_url is not None:
+        if not old.get("external"):
+            _stop_group(old.get("pid"), old.get("ticks"))
+        if not redis_ping(target, timeout=3.0):
+            raise StackError(
+                "redis: --redis-url",
+                f"{target.url} does not answer PING",
+                fix="start that Redis, or leave --redis-url out to let the stack run its own",
+            )
+        say(f"redis: {target.url} (given, not started by the stack)")
+        return target, None, None
+    if (
+        not old.get("external")
+        and old.get("port") == config.redis_port
+        and _alive(old.get("pid"), old.get("ticks"))
+        and redis_ping(target)
+    ):
+        pid, ticks = int(old["pid"]), old.get("ticks")
+    else:
+        if not old.get("external"):
+            _stop_group(old.get("pid"), old.get("ticks"))
+        if redis_ping(target) or _port_is_open(config.redis_port):
+            raise StackError(
+                "redis: start",
+                f"port {config.redis_port} is taken by another process",
+                fix="free it, choose --redis-port / LETTA_FANOUT_REDIS_PORT, "
+                "or use that server with --redis-url",
+            )
+        data_dir = config.home / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        pid, ticks = _spawn(
+            redis_server_args(redis_server_bin(log), config.redis_port, data_dir),
+            dict(os.environ),
+            log,
+        )
+        deadline = time.monotonic() + 15
+        while not redis_ping(target):
+            if not _alive(pid, ticks):
+                raise StackError(
+                    "redis: start", "redis-server exited at start", log=log, fix="read the log"
+                )
+            if time.monotonic() > deadline:
+                raise StackError("redis: start", f"{target.url} did not answer PING", log=log)
+            time.sleep(0.05)
+    say(f"redis: {target.url} (pid {pid})")
+    return target, pid, ticks
+
+
 def _port_is_open(port: int) -> bool:
     import socket
 
@@ -590,7 +713,7 @@ def _port_is_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-STACK_COMPONENTS = ("letta", "model", "postgres", "install")
+STACK_COMPONENTS = ("letta", "model", "postgres", "redis", "install")
 _LOG_NAMES = {"model": "modelserver.log"}
 
 
