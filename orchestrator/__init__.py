@@ -22,6 +22,7 @@ from ._core import AgentState as AgentState
 from ._core import AgentStatus as AgentStatus
 from ._core import CancelReason as CancelReason
 from ._core import CapacityError as CapacityError
+from ._core import Checkpoint as Checkpoint
 from ._core import ConfigError as ConfigError
 from ._core import ConversationBusyError as ConversationBusyError
 from ._core import ErrorInfo as ErrorInfo
@@ -35,9 +36,11 @@ from ._core import FanOutOptions as FanOutOptions
 from ._core import FanOutOverrides as FanOutOverrides
 from ._core import FanOutResult as FanOutResult
 from ._core import FanOutStateError as FanOutStateError
+from ._core import HubUnavailableError as HubUnavailableError
 from ._core import Metrics as Metrics
 from ._core import OrchestratorError as OrchestratorError
 from ._core import Overflow as Overflow
+from ._core import Revivable as Revivable
 from ._core import Source as Source
 from ._core import SourceError as SourceError
 from ._core import SourceEvent as SourceEvent
@@ -53,7 +56,9 @@ from ._hub import FanOutHub as FanOutHub
 from ._hub import HubFanOut as HubFanOut
 from ._hub import LogSubscription as LogSubscription
 from ._hub import OnDisconnect as OnDisconnect
+from ._hub import RedisFanOutHub as RedisFanOutHub
 from ._hub import open_hub as open_hub
+from ._hub import open_redis_hub as open_redis_hub
 
 if TYPE_CHECKING:
     from .arena import Leaderboard as Leaderboard
@@ -162,6 +167,7 @@ __all__ = [
     "BatchSummary",
     "CancelReason",
     "CapacityError",
+    "Checkpoint",
     "ConfigError",
     "ConfigModel",
     "ConversationBusyError",
@@ -180,6 +186,7 @@ __all__ = [
     "FanOutResult",
     "FanOutStateError",
     "HubFanOut",
+    "HubUnavailableError",
     "Leaderboard",
     "LettaConnection",
     "LettaDirectory",
@@ -192,8 +199,10 @@ __all__ = [
     "Overflow",
     "PanelConfig",
     "PromptItem",
+    "RedisFanOutHub",
     "Report",
     "RetryPolicy",
+    "Revivable",
     "ScriptedDirectory",
     "ScriptedSource",
     "Session",
@@ -220,6 +229,7 @@ __all__ = [
     "load_panel",
     "open_fanout",
     "open_hub",
+    "open_redis_hub",
     "open_session_store",
     "open_vote_store",
     "run_batch",

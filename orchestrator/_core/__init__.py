@@ -20,6 +20,7 @@ from ._exceptions import ConversationBusyError as ConversationBusyError
 from ._exceptions import EventFormatError as EventFormatError
 from ._exceptions import FanOutExpiredError as FanOutExpiredError
 from ._exceptions import FanOutStateError as FanOutStateError
+from ._exceptions import HubUnavailableError as HubUnavailableError
 from ._exceptions import OrchestratorError as OrchestratorError
 from ._exceptions import SourceError as SourceError
 from ._exceptions import UnknownAgentError as UnknownAgentError
@@ -34,6 +35,8 @@ from ._result import AgentStatus as AgentStatus
 from ._result import ErrorInfo as ErrorInfo
 from ._result import FanOutResult as FanOutResult
 from ._result import Metrics as Metrics
+from ._source import Checkpoint as Checkpoint
+from ._source import Revivable as Revivable
 from ._source import Source as Source
 from ._text import text_problem as text_problem
 from ._types import AgentState as AgentState

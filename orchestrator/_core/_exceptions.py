@@ -11,7 +11,8 @@ The hierarchy::
     ├── ConversationBusyError  a conversation already has a run through this process
     ├── CapacityError        a hub runs as many fan-outs as it may; retry later
     ├── UnknownFanOutError   a fan-out id that a hub never had
-    └── FanOutExpiredError   a fan-out (or the events asked for) left the retained log
+    ├── FanOutExpiredError   a fan-out (or the events asked for) left the retained log
+    └── HubUnavailableError  the hub's shared backend (Redis) cannot be reached; retry later
 """
 
 from __future__ import annotations
@@ -79,3 +80,15 @@ class UnknownFanOutError(OrchestratorError, KeyError):
 
 class FanOutExpiredError(OrchestratorError):
     """Raised when a fan-out, or the events a reader asked for, are past the retention."""
+
+
+class HubUnavailableError(OrchestratorError):
+    """Raised when a hub's shared backend (Redis) cannot be reached: nothing was started.
+
+    ``backend`` names it (``"redis"``); ``retry_after_s`` advises when to try again.
+    """
+
+    def __init__(self, message: str, *, backend: str = "redis", retry_after_s: float = 2.0):
+        super().__init__(message)
+        self.backend = backend
+        self.retry_after_s = retry_after_s

@@ -175,7 +175,9 @@ class Lane:
         last = buf[-1]
         if last.get("message_id") != data.get("message_id"):
             return False
-        merged = dict(last)
+        # The newest event's other fields win (a resumable source's ``cursor`` must
+        # name the last source event the merged delta holds).
+        merged = dict(data)
         merged["delta"] = last["delta"] + data["delta"]  # both checked by require_delta
         buf[-1] = merged
         self.times[-1] = t

@@ -1,7 +1,10 @@
 """Fan-outs running in the background, each with a bounded, retained event log.
 
 The HTTP API and any other long-lived server use this layer: a reader can attach, leave and
-resume (by index) while the fan-out goes on. Builds on ``_core`` only.
+resume (by index) while the fan-out goes on. Two backends share one interface (``submit``,
+``find``, ``listing``, ``health``): in memory (:func:`open_hub`, the default) and Redis
+(:func:`open_redis_hub`, for several replicas). Builds on ``_core`` only (and redis-py, an
+optional extra).
 """
 
 from __future__ import annotations
@@ -13,3 +16,7 @@ from ._hub import OnDisconnect as OnDisconnect
 from ._hub import open_hub as open_hub
 from ._log import EventLog as EventLog
 from ._log import LogSubscription as LogSubscription
+from ._redis import MirrorFanOut as MirrorFanOut
+from ._redis import RedisFanOutHub as RedisFanOutHub
+from ._redis import Reviver as Reviver
+from ._redis import open_redis_hub as open_redis_hub

@@ -19,7 +19,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Literal, TypeAlias
+from typing import Literal, Protocol, TypeAlias
 
 import anyio
 from anyio.abc import TaskGroup
@@ -51,6 +51,15 @@ EventObserver: TypeAlias = Callable[[Event], None]
 _MAX_TOMBSTONES = 10_000
 
 
+class SharedState(Protocol):
+    """What a shared backend (the Redis hub) adds to a :class:`HubFanOut`: readers counted
+    across replicas. Its methods never wait: they schedule the work they need."""
+
+    def reader_joined(self, entry: HubFanOut) -> None: ...
+
+    def reader_left(self, entry: HubFanOut, *, early: bool, joined: bool = True) -> None: ...
+
+
 class HubFanOut:
     """A fan-out run by a :class:`FanOutHub`: its log, its state, and control over it."""
 
@@ -78,6 +87,9 @@ class HubFanOut:
         self._watchers = 0
         self._done = anyio.Event()
         self._ended_clock: float | None = None
+        # Set by a shared backend (the Redis hub): readers and cancels then count across
+        # every replica, not only in this process.
+        self._shared: SharedState | None = None
 
     @property
     def running(self) -> bool:
@@ -118,13 +130,17 @@ class HubFanOut:
         """
         sub = self.log.subscribe(after)
         self._watchers += 1
+        if self._shared is not None:
+            self._shared.reader_joined(self)
         try:
             yield sub
         finally:
             # No await in here: this runs while the reader is being cancelled.
             self._watchers -= 1
             sub.close()
-            if not sub.reached_end:
+            if self._shared is not None:
+                self._shared.reader_left(self, early=not sub.reached_end)
+            elif not sub.reached_end:
                 self.client_gone()
 
     def client_gone(self) -> bool:
@@ -135,6 +151,10 @@ class HubFanOut:
         it yourself when a client leaves before it could start watching. Never waits.
         """
         if self._watchers or self.on_disconnect != "cancel" or not self.running:
+            return False
+        if self._shared is not None:
+            # Readers on other replicas count too: the backend decides, later.
+            self._shared.reader_left(self, early=True, joined=False)
             return False
         logger.info("fan-out %s: last reader left, cancelling", self.fanout_id)
         return self.cancel(reason="disconnect")
@@ -280,6 +300,22 @@ class FanOutHub:
         :class:`ConversationBusyError` (a conversation already has a run in this process)
         before anything starts.
         """
+        options, fanout_id = self._check_start(sources, options, on_disconnect, fanout_id)
+        # Claimed here, not when the background task gets to run: the caller learns now.
+        conversation_claims.acquire(fanout_id, sources)
+        entry = HubFanOut(fanout_id, sources, prompt, options, on_disconnect, self.max_events)
+        self._fanouts[fanout_id] = entry
+        self._tg.start_soon(self._run, entry, name=f"hub:{fanout_id}")
+        return entry
+
+    def _check_start(
+        self,
+        sources: Sequence[Source],
+        options: FanOutOptions | None,
+        on_disconnect: OnDisconnect,
+        fanout_id: str | None,
+    ) -> tuple[FanOutOptions, str]:
+        """The checks :meth:`start` makes before anything starts; the options and the id."""
         options = (options or FanOutOptions()).validate(len(sources))
         if not sources:
             raise ConfigError("a fan-out needs at least one agent, got none")
@@ -300,12 +336,37 @@ class FanOutHub:
         fanout_id = fanout_id or f"f-{uuid.uuid4().hex[:12]}"
         if fanout_id in self._fanouts or fanout_id in self._tombstones:
             raise ConfigError(f"fan-out id {fanout_id!r} is already taken")
-        # Claimed here, not when the background task gets to run: the caller learns now.
-        conversation_claims.acquire(fanout_id, sources)
-        entry = HubFanOut(fanout_id, sources, prompt, options, on_disconnect, self.max_events)
-        self._fanouts[fanout_id] = entry
-        self._tg.start_soon(self._run, entry, name=f"hub:{fanout_id}")
-        return entry
+        return options, fanout_id
+
+    async def submit(
+        self,
+        sources: Sequence[Source],
+        prompt: str,
+        options: FanOutOptions | None = None,
+        *,
+        on_disconnect: OnDisconnect = "cancel",
+        fanout_id: str | None = None,
+    ) -> HubFanOut:
+        """:meth:`start`, for every backend: the Redis hub also takes its locks first.
+
+        Raises what :meth:`start` raises, and :class:`HubUnavailableError` when a shared
+        backend cannot be reached.
+        """
+        return self.start(
+            sources, prompt, options, on_disconnect=on_disconnect, fanout_id=fanout_id
+        )
+
+    async def find(self, fanout_id: str) -> HubFanOut:
+        """:meth:`get`, for every backend: the Redis hub also finds other replicas' fan-outs."""
+        return self.get(fanout_id)
+
+    async def listing(self, limit: int = 50) -> list[JSON]:
+        """The retained fan-outs, newest first, as :meth:`HubFanOut.brief` dicts."""
+        return [entry.brief() for entry in self.recent(limit)]
+
+    def health(self) -> JSON:
+        """The backend and whether it works, for ``/healthz``."""
+        return {"backend": "memory", "ok": True}
 
     def get(self, fanout_id: str) -> HubFanOut:
         """The retained fan-out of that id.

@@ -26,15 +26,20 @@ class EventLog:
     """A bounded, replayable log of one fan-out's events.
 
     Use :meth:`subscribe` to read; the fan-out's owner calls :meth:`append` for each event
-    and :meth:`close` after the last one.
+    and :meth:`close` after the last one. ``first_index`` is the index of the first event
+    appended (a copy of a log whose oldest events are gone starts there).
     """
 
-    def __init__(self, max_events: int = 10_000) -> None:
+    def __init__(self, max_events: int = 10_000, *, first_index: int = 0) -> None:
         if max_events < 1:
             raise ConfigError(f"max_events must be >= 1, got {max_events}")
+        if first_index < 0:
+            raise ConfigError(f"first_index must be >= 0, got {first_index}")
         self.max_events = max_events
         self._events: deque[Event] = deque()
-        self._first = 0
+        # A copy of a log kept elsewhere (another replica's, in Redis) starts where that
+        # log's retained part starts.
+        self._first = first_index
         self._closed = False
         # Made only when a reader has to wait: an append that nobody waits for (a reader
         # busy sending, or none at all) then costs no event object.

@@ -8,6 +8,7 @@ them, without a Letta server.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -15,7 +16,7 @@ import anyio
 from .._core._directory import AgentInfo, AgentRef, FailedSource
 from .._core._events import SourceEvent
 from .._core._exceptions import ConfigError, SourceError
-from .._core._source import Source
+from .._core._source import Checkpoint, Source
 
 __all__ = ["ScriptedDirectory", "ScriptedFactory", "ScriptedSource"]
 
@@ -44,6 +45,8 @@ class ScriptedSource:
         reasoning: str | Sequence[str] | None = None,
         tool_calls: Sequence[Mapping[str, Any]] = (),
         fail_code: str = "scripted_failure",
+        resumable: bool = False,
+        skip: int = 0,
     ) -> None:
         if delay_s < 0:
             raise ConfigError(f"ScriptedSource {agent_id!r}: delay_s must be >= 0, got {delay_s}")
@@ -64,6 +67,11 @@ class ScriptedSource:
         self.streams_closed = 0
         self.produced = 0
         self.messages: list[str] = []
+        # Resumable like a background LettaSource: events carry ``cursor`` and a revived copy
+        # (``skip``) replays the script without pacing and yields only what comes after.
+        self.resumable = resumable
+        self.skip = skip
+        self._position = 0
 
     @property
     def agent_id(self) -> str:
@@ -86,7 +94,24 @@ class ScriptedSource:
     async def cancel(self) -> None:
         self.cancel_calls += 1
 
+    def resume_spec(self) -> Mapping[str, Any] | None:
+        """How a hub on another replica rebuilds this source (``None`` unless resumable)."""
+        if not self.resumable:
+            return None
+        return {"kind": "scripted", "agent_id": self._agent_id, "label": self._label}
+
     async def stream(self, message: str) -> AsyncIterator[SourceEvent]:
+        self._position = 0
+        async with aclosing(self._script(message)) as script:
+            async for sev in script:
+                if not self.resumable:
+                    yield sev
+                    continue
+                self._position += 1
+                if self._position > self.skip:
+                    yield SourceEvent(sev.type, {**sev.data, "cursor": self._position})
+
+    async def _script(self, message: str) -> AsyncIterator[SourceEvent]:
         self.streams_opened += 1
         self.messages.append(message)
         run = self.streams_opened
@@ -142,7 +167,7 @@ class ScriptedSource:
             self.streams_closed += 1
 
     async def _pace(self) -> None:
-        if self.delay_s > 0:
+        if self.delay_s > 0 and self._position >= self.skip:
             await anyio.sleep(self.delay_s)
 
     async def _interrupt_at(self, k: int) -> None:
@@ -190,6 +215,19 @@ class ScriptedDirectory:
             self.created.append(source)
             out.append(source)
         return out
+
+    async def revive(self, checkpoint: Checkpoint) -> Source | None:
+        """A resumable scripted agent of a dead replica's fan-out, continued after its
+        checkpoint; ``None`` for one that is not resumable (it ends ``replica_lost``)."""
+        factory = self._agents.get(str(checkpoint.spec.get("agent_id")))
+        if factory is None or checkpoint.spec.get("kind") != "scripted":
+            return None
+        source = factory(checkpoint.agent_id, checkpoint.label)
+        if not source.resumable:
+            return None
+        source.skip = checkpoint.cursor or 0
+        self.created.append(source)
+        return source
 
     async def aclose(self) -> None:
         return None
