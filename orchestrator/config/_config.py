@@ -153,6 +153,9 @@ class LettaConnection(ConfigModel):
     #: of 100 would queue the 101st stream; connections open only when used, so the default
     #: covers a 1000-agent fan-out (bench/scale.py) at no cost to small ones.
     max_connections: int = Field(default=1000, ge=1)
+    #: Start background runs (needs Redis on the Letta server): a broken connection is
+    #: resumed from the run's stored stream, and another replica can take the run over.
+    background: bool = False
 
     def token(self) -> str | None:
         """The API token to send, if any (``api_key`` wins over the environment)."""

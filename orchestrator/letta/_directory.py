@@ -17,7 +17,7 @@ from letta_client import AsyncLetta
 
 from .._core._directory import AgentInfo, AgentRef, FailedSource
 from .._core._exceptions import ConfigError, SourceError
-from .._core._source import Source
+from .._core._source import Checkpoint, Source
 from ..config._config import AgentConfig, LettaConnection
 from ._mapping import classify_error
 from ._source import LettaSource, connect_retrying, create_letta_client
@@ -32,6 +32,7 @@ _SOURCE_FIELDS = (
     "conversation_id",
     "fresh_conversation",
     "keep_conversation",
+    "background",
 )
 
 
@@ -65,7 +66,8 @@ class LettaDirectory:
     Build it from a :class:`LettaConnection`, a ``base_url`` (+ ``api_key``), or an existing
     ``AsyncLetta`` (then the caller keeps ownership and :meth:`aclose` leaves it open). Use
     it as an async context manager or call :meth:`aclose`. ``source_options`` go to every
-    :class:`LettaSource` (e.g. ``connect_retries``, ``retry_initial_s``).
+    :class:`LettaSource` (e.g. ``connect_retries``, ``retry_initial_s``, ``background``);
+    ``background`` defaults to ``connection.background``.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class LettaDirectory:
         self.stream_tokens = stream_tokens
         self.source_options: dict[str, Any] = {
             "connect_retries": connection.connect_retries,
+            "background": connection.background,
             **source_options,
         }
         self._closed = False
@@ -157,8 +160,8 @@ class LettaDirectory:
         A name that matches no agent gives a source that ends with ``agent_not_found``; a
         server that cannot be reached, one that ends with ``unavailable``. References may
         carry more than :class:`AgentRef` does (the batch runner's do): ``model`` (sent as
-        ``override_model``), ``column_id``, ``conversation_id``, ``fresh_conversation`` and
-        ``keep_conversation`` go to the source when present.
+        ``override_model``), ``column_id``, ``conversation_id``, ``fresh_conversation``,
+        ``keep_conversation`` and ``background`` go to the source when present.
         """
         out: list[Source] = []
         for ref in refs:
@@ -205,6 +208,24 @@ class LettaDirectory:
                 )
             )
         return out
+
+    async def revive(self, checkpoint: Checkpoint) -> Source:
+        """The source that continues an agent's run after its replica was lost.
+
+        ``checkpoint.spec`` is a :meth:`LettaSource.resume_spec`; see
+        :meth:`LettaSource.revived`. A spec of another kind gives a source that ends with
+        ``agent_error`` ``replica_lost`` (retryable). Never raises.
+        """
+        try:
+            return LettaSource.revived(self._client, checkpoint, **self.source_options)
+        except ConfigError as exc:
+            return FailedSource(
+                checkpoint.agent_id,
+                code="replica_lost",
+                message=f"cannot continue the agent's run here: {exc}",
+                retryable=True,
+                label=checkpoint.label,
+            )
 
     async def sync(self, agents: Sequence[AgentConfig]) -> list[SyncResult]:
         """Make every agent of a config exist: create missing specs, reuse the rest by name.

@@ -287,6 +287,11 @@ class LettaMapper:
         if not self.started and (self.run_id is not None or kind == "ping"):
             self.started = True
             out.append(SourceEvent("agent_start", {"run_id": self.run_id}))
+        if kind == "ping":
+            # Keepalive pings come at any time (between a tool call's deltas too) and are not
+            # part of a background run's stored stream: they must not change what a replay
+            # of the run maps to, so they flush nothing.
+            return out
         if kind in ("tool_call_message", "approval_request_message"):
             self._add_call(data, requires_approval=kind == "approval_request_message")
             return out

@@ -17,21 +17,34 @@ With ``conversation_id`` the message goes to that Letta conversation
 server keeps running an agent after its streaming client goes away. It only ever cancels
 its own run: while the run id is not known yet, it looks up the active runs of its own
 conversation (never the agent's other runs) until the run appears, within the timeout.
+
+With ``background=True`` (a Letta server with Redis) the run is started as a background run
+(``conversations.messages.create(..., background=True)``; the agent's default conversation
+as ``"default"`` with ``agent_id``, so the server locks it and deduplicates retries). The
+user message carries an ``otid`` made once per :meth:`LettaSource.stream`, so a start that
+is retried after the request may have reached the server joins the run it started instead
+of sending the prompt twice. A connection that breaks mid-answer is picked up again with
+``runs.messages.stream(run_id, starting_after=...)`` through the same mapper (see
+``_resume.py``), and every source event carries ``cursor``. A hub that lost the replica
+running a source rebuilds it elsewhere with :meth:`LettaSource.revived` from the
+:class:`~orchestrator.Checkpoint` it logged (``resume_spec()`` is its recipe). docs/letta.md
+tells the whole story.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import random
+import uuid
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import anyio
 import httpx
 import letta_client
-import orjson
 from letta_client import AsyncLetta, DefaultAsyncHttpxClient, omit
 from tenacity import (
     AsyncRetrying,
@@ -42,8 +55,11 @@ from tenacity import (
 
 from .._core._events import SourceEvent
 from .._core._exceptions import ConfigError, SourceError
+from .._core._source import Checkpoint
 from ..config._config import LettaConnection
-from ._mapping import LettaMapper
+from ._mapping import LettaMapper, classify_error, error_event
+from ._resume import RunReader
+from ._resume import loads as _loads
 from ._sse import SSEFrames
 
 __all__ = ["LettaSource", "connect_retrying", "create_letta_client", "default_base_url"]
@@ -104,21 +120,20 @@ def _without_retries(client: AsyncLetta) -> AsyncLetta:
     return copy
 
 
-def _loads(data: bytes) -> Any:
-    # orjson per token; what it refuses and Python's json reads (NaN, lone surrogates, huge
-    # integers, bytes that are not UTF-8, decoded as httpx would) goes to json as before.
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data.decode("utf-8", "replace"))
-
-
 def _is_connect_failure(exc: BaseException) -> bool:
     # Safe to retry only when the request cannot have reached the server: the connection
     # itself failed. A read timeout may mean the server is already running the agent.
     if isinstance(exc, letta_client.APITimeoutError):
         return isinstance(exc.__cause__, httpx.ConnectTimeout)
     return isinstance(exc, letta_client.APIConnectionError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    # Safe to repeat when the request names the run by id or carries the message's otid:
+    # whatever reached the server, asking again starts nothing new.
+    if isinstance(exc, letta_client.APIStatusError):
+        return exc.status_code in (502, 504)  # a proxy in front of a restarting server
+    return isinstance(exc, letta_client.APIConnectionError | httpx.TransportError)
 
 
 def connect_retrying(retries: int, initial_s: float, max_s: float) -> AsyncRetrying:
@@ -157,6 +172,14 @@ class LettaSource:
     depends on nothing sent before; such a source claims no conversation key (nobody else
     can be using a conversation it has just created). Unless ``keep_conversation``, the
     conversation is deleted once its run is over.
+
+    ``background`` (needs Redis on the Letta server) starts background runs: a start that
+    fails in any way before the answer began is retried with the same message ``otid``, a
+    connection that breaks mid-answer is resumed from the run's stored stream (up to
+    ``resume_retries`` attempts in a row without progress, with the same backoff), and
+    every event carries ``cursor`` (1 for ``agent_start``, then 2, 3 ...). ``resumes``
+    counts the reconnections. A run that cannot be resumed (the server has no Redis, the
+    run is unknown, attempts exhausted) ends with ``agent_error`` ``unavailable``.
     """
 
     def __init__(
@@ -171,6 +194,8 @@ class LettaSource:
         fresh_conversation: bool = False,
         keep_conversation: bool = True,
         stream_tokens: bool = True,
+        background: bool = False,
+        resume_retries: int = 5,
         connect_retries: int = 3,
         retry_initial_s: float = 0.2,
         retry_max_s: float = 2.0,
@@ -178,7 +203,7 @@ class LettaSource:
     ) -> None:
         if not agent_id:
             raise ConfigError("LettaSource needs a non-empty agent_id")
-        if connect_retries < 0 or retry_initial_s < 0 or retry_max_s < 0:
+        if connect_retries < 0 or resume_retries < 0 or retry_initial_s < 0 or retry_max_s < 0:
             raise ConfigError("LettaSource: retry settings must be >= 0")
         if cancel_timeout_s <= 0:
             raise ConfigError("LettaSource: cancel_timeout_s must be > 0")
@@ -208,6 +233,8 @@ class LettaSource:
             "model": model,
         }
         self.stream_tokens = stream_tokens
+        self.background = background
+        self.resume_retries = resume_retries
         self.connect_retries = connect_retries
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
@@ -217,8 +244,70 @@ class LettaSource:
         self._requested = False
         self._run_pending = False
         self.attempts = 0
+        self.resumes = 0
+        self.resume_attempts = 0
+        self.otid: str | None = None
         self.run_ids: list[str] = []
         self.cancelled_runs: list[str] = []
+        self._owns_conversation = fresh_conversation
+        self._checkpoint: Checkpoint | None = None
+        self._known_run_id: str | None = None
+
+    @classmethod
+    def revived(cls, client: AsyncLetta, checkpoint: Checkpoint, **options: Any) -> LettaSource:
+        """A source that continues the run of ``checkpoint`` (a hub's takeover).
+
+        Its :meth:`stream` sends nothing: it replays the background run ``checkpoint.run_id``
+        from its start through a fresh mapper, hands out only the events past
+        ``checkpoint.cursor`` (without ``agent_start`` when ``checkpoint.started``), then
+        follows the run live, resuming as usual when the connection breaks. When the run
+        cannot be continued (not a background source, no run id, a server without Redis, an
+        unknown run) it cancels the run on the server and ends with ``agent_error``
+        ``replica_lost`` (retryable). ``options`` are :class:`LettaSource` settings (retries,
+        timeouts); the agent, conversation, model and mode come from ``checkpoint.spec``
+        (a :meth:`resume_spec`). Raises :class:`ConfigError` for a spec of another kind.
+        """
+        spec = checkpoint.spec
+        letta_agent_id = spec.get("letta_agent_id")
+        if spec.get("kind") != "letta" or not isinstance(letta_agent_id, str):
+            raise ConfigError(f"not a Letta source's resume spec: {dict(spec)!r}")
+        taken = ("conversation_id", "model", "column_id", "label", "background", "stream_tokens")
+        settings = {k: v for k, v in options.items() if k not in taken}
+        settings.pop("fresh_conversation", None)
+        source = cls(
+            client,
+            letta_agent_id,
+            conversation_id=spec.get("conversation_id") or None,
+            model=spec.get("model") or None,
+            column_id=checkpoint.agent_id,
+            label=checkpoint.label,
+            background=bool(spec.get("background")),
+            stream_tokens=bool(spec.get("stream_tokens", True)),
+            keep_conversation=bool(spec.get("keep_conversation", True)),
+            **settings,
+        )
+        source._owns_conversation = bool(spec.get("fresh_conversation"))
+        source._checkpoint = checkpoint
+        source._known_run_id = checkpoint.run_id
+        return source
+
+    def resume_spec(self) -> Mapping[str, Any]:
+        """How to rebuild this source on another replica (JSON, no secrets; see :meth:`revived`).
+
+        For a ``fresh_conversation`` source it names the conversation of its current stream.
+        """
+        return {
+            "kind": "letta",
+            "letta_agent_id": self._letta_agent_id,
+            "column_id": self._agent_id,
+            "label": self._label,
+            "conversation_id": self.conversation_id,
+            "model": self.model,
+            "background": self.background,
+            "stream_tokens": self.stream_tokens,
+            "fresh_conversation": self._owns_conversation,
+            "keep_conversation": self.keep_conversation,
+        }
 
     @property
     def agent_id(self) -> str:
@@ -236,22 +325,36 @@ class LettaSource:
     @property
     def run_id(self) -> str | None:
         """The run of the current (or last) stream, once the server announced it."""
-        return self._mapper.run_id if self._mapper is not None else None
+        known = self._mapper.run_id if self._mapper is not None else None
+        return known or self._known_run_id
 
-    async def stream(self, message: str) -> AsyncIterator[SourceEvent]:
-        """Send ``message`` to the agent and stream its answer as source events."""
+    def stream(self, message: str) -> AsyncIterator[SourceEvent]:
+        """Send ``message`` to the agent and stream its answer as source events.
+
+        A source made by :meth:`revived` sends nothing: it continues its checkpoint's run.
+        """
+        if self._checkpoint is not None:
+            return self._stream_revived(self._checkpoint)
+        return self._stream(message)
+
+    async def _stream(self, message: str) -> AsyncIterator[SourceEvent]:
         mapper = self._mapper = LettaMapper()
         self._requested = False
+        self._known_run_id = None
+        self.otid = str(uuid.uuid4())
+        reader = RunReader(mapper) if self.background else None
         response: httpx.Response | None = None
         if self.fresh_conversation:
             try:
                 created = await self._requests.conversations.create(agent_id=self._letta_agent_id)
             except Exception as exc:
-                for sev in mapper.fail(exc, agent_id=self._letta_agent_id):
+                for sev in self._numbered(reader, mapper.fail(exc, agent_id=self._letta_agent_id)):
                     yield sev
                 return
             self.conversation_id = created.id
             self.conversations.append(created.id)
+            if reader is not None:
+                reader.start_fields["conversation_id"] = created.id
         try:
             try:
                 response = self._response = await self._open(message)
@@ -259,8 +362,13 @@ class LettaSource:
                 # Refused or unreachable: no run exists that cancel() would have to stop.
                 if isinstance(exc, letta_client.APIStatusError) or _is_connect_failure(exc):
                     self._requested = False
-                for sev in mapper.fail(exc, agent_id=self._letta_agent_id):
+                for sev in self._numbered(reader, mapper.fail(exc, agent_id=self._letta_agent_id)):
                     yield sev
+                return
+            if reader is not None:
+                async with aclosing(self._follow(response, reader, message)) as followed:
+                    async for sev in followed:
+                        yield sev
                 return
             feed = mapper.feed
             frames = SSEFrames().feed
@@ -298,13 +406,170 @@ class LettaSource:
             for sev in mapper.finish():
                 yield sev
         finally:
-            self._response = None
-            if response is not None:
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
-            if self.fresh_conversation and (mapper.ended or not self._requested):
+            await self._close_responses(response)
+            if self._owns_conversation and (mapper.ended or not self._requested):
                 # The run is over (or never started): nothing runs in the conversation now.
                 await self._discard()
+
+    @staticmethod
+    def _numbered(reader: RunReader | None, events: list[SourceEvent]) -> list[SourceEvent]:
+        return events if reader is None else reader.number(events)
+
+    async def _close_responses(self, response: httpx.Response | None) -> None:
+        current, self._response = self._response, None
+        with anyio.CancelScope(shield=True):
+            for each in (response, current):
+                if each is not None:
+                    await each.aclose()
+
+    async def _stream_revived(self, checkpoint: Checkpoint) -> AsyncIterator[SourceEvent]:
+        mapper = self._mapper = LettaMapper()
+        self._requested = True  # the run exists: cancel() must stop it
+        reader = RunReader(
+            mapper,
+            skip_to=checkpoint.cursor or 0,
+            drop_start=checkpoint.started,
+            start_fields={"conversation_id": self.conversation_id}
+            if self._owns_conversation
+            else None,
+        )
+        run_id = checkpoint.run_id
+        try:
+            if not self.background or run_id is None:
+                why = "it was not a background run" if not self.background else "no run id"
+                async for sev in self._lose(reader, why):
+                    yield sev
+                return
+            try:
+                response = self._response = await self._open_run(run_id, None)
+            except Exception as exc:
+                async for sev in self._lose(reader, classify_error(exc).message):
+                    yield sev
+                return
+            async with aclosing(self._follow(response, reader, None)) as events:
+                async for sev in events:
+                    yield sev
+        finally:
+            await self._close_responses(None)
+            if self._owns_conversation and mapper.ended:
+                await self._discard()
+
+    async def _lose(self, reader: RunReader, why: str) -> AsyncGenerator[SourceEvent, None]:
+        # A revived source that cannot continue its run: stop the run, tell the hub.
+        await self._cancel_run()
+        error = error_event(
+            "replica_lost",
+            f"the run of agent {self._letta_agent_id!r} could not be continued after its "
+            f"replica was lost ({why}); it was cancelled",
+            retryable=True,
+        )
+        error.data["cursor"] = max(reader.count, reader.skip_to) + 1
+        yield error
+
+    async def _follow(
+        self, response: httpx.Response, reader: RunReader, message: str | None
+    ) -> AsyncGenerator[SourceEvent, None]:
+        # Read a background run's bodies until the run's stream ends; a body that breaks or
+        # ends early is followed by the next one from where the reader is.
+        mapper = reader.mapper
+        idle = 0  # bodies in a row that brought nothing new
+        while True:
+            frames = SSEFrames().feed
+            before = (reader.frames, reader.count)
+            broken: BaseException | None = None
+            try:
+                async for chunk in response.aiter_bytes():
+                    for event, data in frames(chunk):
+                        events = reader.frame(event, data)
+                        if self._run_pending and mapper.run_id is not None:
+                            self._run_pending = False
+                            self.run_ids.append(mapper.run_id)
+                        for sev in events:
+                            yield sev
+                        if reader.done:
+                            break
+                    if reader.done:
+                        break
+            except Exception as exc:
+                broken = exc
+            finally:
+                self._response = None
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+            if reader.done:
+                break
+            idle = 0 if (reader.frames, reader.count) != before else idle + 1
+            logger.info(
+                "stream of run %s broke (%s); resuming after seq_id %s",
+                self.run_id,
+                broken or "the body ended early",
+                reader.last_seq,
+            )
+            try:
+                if idle > self.resume_retries:
+                    raise broken or SourceError(
+                        "the run's stream keeps ending early", code="unavailable", retryable=True
+                    )
+                if idle:
+                    await anyio.sleep(self._backoff(idle))
+                response = self._response = await self._reconnect(reader, message)
+            except Exception as exc:
+                if mapper.stop_reason is not None:
+                    break  # the answer is complete; at most the usage is missing
+                if self._checkpoint is not None:
+                    async for sev in self._lose(reader, classify_error(exc).message):
+                        yield sev
+                    return
+                cause = f"{classify_error(broken).message}; " if broken is not None else ""
+                error = SourceError(
+                    f"{cause}the run could not be resumed: {classify_error(exc).message}",
+                    code="unavailable",
+                    retryable=True,
+                )
+                for sev in reader.number(mapper.fail(error)):
+                    yield sev
+                return
+        for sev in reader.number(mapper.finish()):
+            yield sev
+
+    def _backoff(self, attempt: int) -> float:
+        wait = min(self.retry_max_s, self.retry_initial_s * 2.0 ** (attempt - 1))
+        return wait * (0.5 + random.random() / 2)
+
+    async def _reconnect(self, reader: RunReader, message: str | None) -> httpx.Response:
+        run_id = self.run_id
+        if run_id is None:
+            if message is None:
+                raise SourceError("no run id to resume", code="unavailable", retryable=True)
+            # The run never named itself: send the request again with the same otid; the
+            # server answers with the stream of the run it already started, from its start.
+            reader.replay()
+            response = await self._open(message)
+        else:
+            response = await self._open_run(run_id, reader.resume_after())
+        self.resumes += 1
+        return response
+
+    async def _open_run(self, run_id: str, starting_after: int | None) -> httpx.Response:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.resume_retries + 1),
+            wait=wait_exponential_jitter(
+                multiplier=self.retry_initial_s, max=self.retry_max_s, jitter=self.retry_initial_s
+            ),
+            retry=retry_if_exception(_is_transient),
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                self.resume_attempts += 1
+                request = self._requests.runs.messages.with_streaming_response.stream(
+                    run_id,
+                    starting_after=omit if starting_after is None else starting_after,
+                    include_pings=True,
+                )
+                return await self._send(request)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _with_conversation(self, sev: SourceEvent) -> SourceEvent:
         if sev.type != "agent_start":
@@ -328,34 +593,53 @@ class LettaSource:
 
     async def _open(self, message: str) -> httpx.Response:
         retrying = connect_retrying(self.connect_retries, self.retry_initial_s, self.retry_max_s)
+        if self.background:
+            # The message's otid makes a repeated start join the run it began, if any.
+            retrying = retrying.copy(retry=retry_if_exception(_is_transient))
         async for attempt in retrying:
             with attempt:
                 self.attempts += 1
                 self._requested = True
-                self._run_pending = True
+                self._run_pending = self.run_id is None
                 # The SDK builds and sends the request (base URL, auth, headers, timeouts, its
                 # connection pool) and raises its usual errors for a refused request; the
                 # body is left unread for us.
-                request = self._request(message)
-                # Entering the manager only sends the request; what its exit would do
-                # (close the response) stream() and cancel() do on the response itself.
-                api_response = await request.__aenter__()
-                response: httpx.Response = api_response.http_response
-                content_type = response.headers.get("content-type", "")
-                if not content_type.startswith("text/event-stream"):
-                    await response.aclose()
-                    raise SourceError(
-                        f"the Letta server answered {content_type or 'no content type'}, "
-                        "not an event stream",
-                        code="protocol_error",
-                        retryable=False,
-                    )
-                return response
+                return await self._send(self._request(message))
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _send(self, request: Any) -> httpx.Response:
+        # Entering the manager only sends the request; what its exit would do (close the
+        # response) stream() and cancel() do on the response itself.
+        api_response = await request.__aenter__()
+        response: httpx.Response = api_response.http_response
+        content_type = response.headers.get("content-type", "")
+        if not content_type.startswith("text/event-stream"):
+            await response.aclose()
+            raise SourceError(
+                f"the Letta server answered {content_type or 'no content type'}, "
+                "not an event stream",
+                code="protocol_error",
+                retryable=False,
+            )
+        return response
 
     def _request(self, message: str) -> Any:
         extra: dict[str, Any] = {} if self.model is None else {"override_model": self.model}
-        messages: Any = [{"role": "user", "content": message}]
+        messages: Any = [{"role": "user", "content": message, "otid": self.otid}]
+        if self.background:
+            extra.update(background=True, include_pings=True)
+            if self.conversation_id is None:
+                # Agent-direct mode of the conversations endpoint: unlike agents.messages, the
+                # server locks the agent's default conversation there, which is what makes it
+                # deduplicate a repeated otid.
+                return self._requests.conversations.messages.with_streaming_response.create(
+                    "default",
+                    agent_id=self._letta_agent_id,
+                    messages=messages,
+                    streaming=True,
+                    stream_tokens=self.stream_tokens,
+                    **extra,
+                )
         if self.conversation_id is None:
             return self._requests.agents.messages.with_streaming_response.create(
                 agent_id=self._letta_agent_id,
@@ -388,22 +672,26 @@ class LettaSource:
             mapper = self._mapper
             if not self._requested or mapper is None or mapper.ended:
                 return
-            self._requested = False
-            run_id = mapper.run_id
-            agent = self._letta_agent_id
-            with anyio.move_on_after(self.cancel_timeout_s) as scope:
-                try:
-                    run_ids = [run_id] if run_id is not None else await self._own_active_runs()
-                    self.cancelled_runs.extend(run_ids)
-                    await self._requests.agents.messages.cancel(
-                        agent_id=agent, run_ids=run_ids, timeout=self.cancel_timeout_s
-                    )
-                except (letta_client.LettaError, httpx.HTTPError) as exc:
-                    logger.warning("cancelling run %s of agent %s failed: %s", run_id, agent, exc)
-            if scope.cancelled_caught:
-                logger.warning("cancelling run %s of agent %s timed out", run_id, agent)
-            if self.fresh_conversation:
+            await self._cancel_run()
+            if self._owns_conversation:
                 await self._discard()
+
+    async def _cancel_run(self) -> None:
+        # Shielded and time-boxed; by run id when known, else this conversation's active runs.
+        self._requested = False
+        run_id = self.run_id
+        agent = self._letta_agent_id
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.cancel_timeout_s) as scope:
+            try:
+                run_ids = [run_id] if run_id is not None else await self._own_active_runs()
+                self.cancelled_runs.extend(run_ids)
+                await self._requests.agents.messages.cancel(
+                    agent_id=agent, run_ids=run_ids, timeout=self.cancel_timeout_s
+                )
+            except (letta_client.LettaError, httpx.HTTPError) as exc:
+                logger.warning("cancelling run %s of agent %s failed: %s", run_id, agent, exc)
+        if scope.cancelled_caught:
+            logger.warning("cancelling run %s of agent %s timed out", run_id, agent)
 
     async def _own_active_runs(self) -> list[str]:
         # The request is in flight: the server may not have created the run yet. Poll this

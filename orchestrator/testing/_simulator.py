@@ -16,7 +16,9 @@ Endpoints (``AsyncLetta(base_url=simulator_url)`` works unchanged):
   without ``streaming`` a ``LettaResponse`` JSON body;
 - ``POST /v1/agents/{agent_id}/messages/cancel`` (``{"run_ids": [...]}``),
   ``GET /v1/runs/{run_id}`` and ``GET /v1/runs/`` (``agent_id``, ``conversation_id``,
-  ``statuses``);
+  ``statuses``); ``POST /v1/runs/{run_id}/stream`` answers as a Letta server without Redis
+  does: 503 for a known run (404 for an unknown one), since the simulator stores no
+  background streams;
 - conversations: ``POST /v1/conversations/?agent_id=``, ``GET`` and ``DELETE
   /v1/conversations/{id}``, ``POST /v1/conversations/{id}/messages`` (streams like the agent
   endpoint, ``override_model`` accepted), ``POST /v1/conversations/{id}/cancel``,
@@ -300,6 +302,7 @@ class Simulator:
             Route("/v1/runs/", self._list_runs, methods=["GET"]),
             Route("/v1/runs", self._list_runs, methods=["GET"]),
             Route("/v1/runs/{run_id}", self._retrieve_run, methods=["GET"]),
+            Route("/v1/runs/{run_id}/stream", self._run_stream, methods=["POST"]),
             Route("/v1/conversations/", self._create_conversation, methods=["POST"]),
             Route("/v1/conversations", self._create_conversation, methods=["POST"]),
             Route("/v1/conversations/{cid}", self._retrieve_conversation, methods=["GET"]),
@@ -366,6 +369,16 @@ class Simulator:
             return JSONResponse({"detail": detail}, status_code=404)
         run.refresh(_monotonic())
         return JSONResponse(run.to_json())
+
+    async def _run_stream(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        if run_id not in self.runs:
+            return JSONResponse({"detail": f"Run not found with id='{run_id}'"}, status_code=404)
+        detail = (
+            "INTERNAL_SERVER_ERROR: Background streaming requires Redis to be running. Please "
+            "ensure Redis is properly configured. LETTA_REDIS_HOST: None, LETTA_REDIS_PORT: 6379"
+        )
+        return JSONResponse({"detail": detail}, status_code=503)
 
     async def _cancel(self, request: Request) -> Response:
         found = self._agent_or_error(request.path_params["agent_id"])
