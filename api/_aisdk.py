@@ -395,7 +395,7 @@ async def agent_ui_message_stream(fanout_id: str, agent_id: str, state: State) -
     Replays the agent's events from the retained log, then follows it live until the agent
     ends. Read it again to resume. `404` unknown fan-out or agent, `410` expired.
     """
-    entry = find(state, fanout_id)
+    entry = await find(state, fanout_id)
     return _column_response(state, FanOutStart(entry, None), _column(entry, agent_id), False)
 
 
@@ -456,7 +456,7 @@ async def resume_chat_stream(chat_id: str, request: Request, state: State) -> Re
     if found is None:
         return Response(status_code=204)
     try:
-        entry = find(state, found[0])
+        entry = await find(state, found[0])
     except ApiError:
         return Response(status_code=204)
     state_of = entry.summary()["agents"].get(found[1], {}).get("state")

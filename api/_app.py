@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -12,7 +12,17 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import orchestrator
-from orchestrator import AgentDirectory, ConfigError, LettaConnection, LettaDirectory, open_hub
+from orchestrator import (
+    AgentDirectory,
+    Checkpoint,
+    ConfigError,
+    FanOutHub,
+    LettaConnection,
+    LettaDirectory,
+    Source,
+    open_hub,
+    open_redis_hub,
+)
 
 from . import _agui, _aisdk, _arena, _fanouts, _page, _sessions, _system, _tokens, _ws
 from ._auth import authorized
@@ -53,13 +63,7 @@ def create_app(
         owned = directory is None
         state.directory = directory if directory is not None else _letta_directory(settings)
         try:
-            async with open_hub(
-                max_active=settings.max_active_fanouts,
-                retention_s=settings.retention_s,
-                max_events=settings.max_log_events,
-                max_retained=settings.max_retained_fanouts,
-                retry_after_s=settings.retry_after_s,
-            ) as hub:
+            async with _open_hub(settings, state) as hub:
                 state.hub = hub
                 state.metrics.bind(hub)
                 try:
@@ -155,13 +159,48 @@ def _include_page(app: FastAPI) -> None:
     app.include_router(_page.page_router)
 
 
+def _open_hub(settings: ApiSettings, state: ApiState) -> AbstractAsyncContextManager[FanOutHub]:
+    # In memory by default; with a Redis URL, the hub every replica shares (docs/deployment.md).
+    common: dict[str, Any] = {
+        "max_active": settings.max_active_fanouts,
+        "retention_s": settings.retention_s,
+        "max_events": settings.max_log_events,
+        "max_retained": settings.max_retained_fanouts,
+        "retry_after_s": settings.retry_after_s,
+    }
+    url = settings.resolved_redis_url()
+    if url is None:
+        return open_hub(**common)
+
+    async def revive(checkpoint: Checkpoint) -> Source | None:
+        # A dead replica's agents continue through this replica's directory (its Letta
+        # client and credentials: nothing secret is stored in Redis).
+        reviver = getattr(state.directory, "revive", None)
+        if reviver is None:
+            return None
+        source: Source | None = await reviver(checkpoint)
+        return source
+
+    return open_redis_hub(
+        url,
+        lease_s=settings.lease_s,
+        replica_id=settings.replica_id,
+        revive=revive,
+        **common,
+    )
+
+
 def _letta_directory(settings: ApiSettings) -> AgentDirectory:
     if not settings.letta_base_url:
         raise ConfigError("no agent directory given: set the Letta base URL (LETTA_BASE_URL)")
+    background = settings.letta_background
+    if background is None:
+        background = settings.resolved_redis_url() is not None
     connection = LettaConnection(
         base_url=settings.letta_base_url,
         api_key=settings.letta_token,
         max_connections=settings.letta_max_connections,
+        background=background,
     )
     return LettaDirectory(connection=connection)
 

@@ -241,7 +241,7 @@ async def cast_vote(
     column ids best first. May be sent while answers still stream (`running` lists those
     columns). `422` names a column that is not part of the fan-out; `404` unknown fan-out.
     """
-    entry = find(state, fanout_id)
+    entry = await find(state, fanout_id)
     store = await get_votes(conn)
     columns, running = fanout_columns(entry)
     hidden = _blind.blind_maps(conn).get(fanout_id)

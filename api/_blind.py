@@ -190,7 +190,7 @@ def blind_events_url(fanout_id: str) -> str:
 async def start_blind(fanout_id: str, conn: HTTPConnection, state: State) -> dict[str, Any]:
     """Hide the fan-out's agents: opaque column ids in a random order (drawn once per
     fan-out), labelled `Answer A`, `Answer B`, ...; read the events at `events_url`."""
-    entry = find(state, fanout_id)
+    entry = await find(state, fanout_id)
     hidden = blind_maps(conn).get_or_draw(entry)
     return {
         "fanout_id": fanout_id,
@@ -215,7 +215,7 @@ async def blind_events(
 ) -> EventSourceResponse:
     """The fan-out's events with its agents hidden (see `POST /v1/fanouts/{id}/blind`);
     resumable like the plain events endpoint."""
-    entry = find(state, fanout_id)
+    entry = await find(state, fanout_id)
     hidden = blind_maps(conn).get_or_draw(entry)
     start = last_event_id if last_event_id is not None else after
     after_index = -1 if start is None else start

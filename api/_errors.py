@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from orchestrator import HubUnavailableError
+
 from ._models import ErrorResponse
 
 _STATUS_CODES = {
@@ -143,9 +145,19 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"no endpoint at {request.url.path}"
         return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
 
+    async def on_hub_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Anywhere a request needs the shared hub (sessions, votes, fan-outs) and Redis is
+        # down: a 503 that names Redis, never a 500.
+        assert isinstance(exc, HubUnavailableError)
+        retry = str(max(1, round(exc.retry_after_s)))
+        return JSONResponse(
+            error_body("hub_unavailable", str(exc)), 503, headers={"Retry-After": retry}
+        )
+
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(HubUnavailableError, on_hub_unavailable)
 
 
 def _method_not_allowed(request: Request) -> JSONResponse:

@@ -17,7 +17,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
-from orchestrator import FanOutExpiredError, HubFanOut, UnknownAgentError
+from orchestrator import FanOutExpiredError, HubFanOut, HubUnavailableError, UnknownAgentError
 
 from ._delivery import GzipSend, accepts_gzip, encode_batch, event_batches
 from ._errors import ApiError, error_body, error_responses
@@ -30,7 +30,7 @@ from ._models import (
     FanOutRequest,
     FanOutSummary,
 )
-from ._state import ApiState, State, find, launch
+from ._state import ApiState, State, find, hub_unavailable, launch
 
 logger = logging.getLogger("api")
 
@@ -233,7 +233,7 @@ async def fanout_events(
     `204` when the fan-out is over and the reader already has its last event: by the
     EventSource standard that stops a browser's reconnects.
     """
-    entry = find(state, fanout_id)
+    entry = await find(state, fanout_id)
     start = last_event_id if last_event_id is not None else after
     log = entry.log
     if start is not None and log.closed and start >= log.next_index - 1:
@@ -261,7 +261,7 @@ async def cancel_fanout(
     `202` even when everything had already ended (`cancelled` is then false); `404` for an
     unknown fan-out or agent, `410` for an expired fan-out.
     """
-    entry = find(state, fanout_id)
+    entry = await find(state, fanout_id)
     agent_id = body.agent_id if body is not None else None
     try:
         cancelled = entry.cancel(agent_id, reason="user")
@@ -280,7 +280,7 @@ async def cancel_fanout(
 )
 async def get_fanout(fanout_id: str, state: State) -> dict[str, Any]:
     """State, options and per-agent summary of a fan-out."""
-    return find(state, fanout_id).summary()
+    return (await find(state, fanout_id)).summary()
 
 
 @router.get(
@@ -293,5 +293,7 @@ async def list_fanouts(
     state: State, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> dict[str, Any]:
     """Recent fan-outs (running and retained), newest first."""
-    hub = state.require_hub()
-    return {"fanouts": [entry.brief() for entry in hub.recent(limit)]}
+    try:
+        return {"fanouts": await state.require_hub().listing(limit)}
+    except HubUnavailableError as exc:
+        raise hub_unavailable(exc) from None

@@ -283,10 +283,12 @@ class FanOutBrief(BaseModel):
     finished_at: float | None
     #: Events so far (the next event's index).
     events: int
-    #: Streaming readers connected now.
-    watchers: int
+    #: Streaming readers connected now to this replica (null for another replica's).
+    watchers: int | None
     #: Why the fan-out failed as a whole (a bug, not an agent's error), else null.
     error: str | None
+    #: The replica that runs it (with the Redis hub; absent with the in-memory hub).
+    owner: str | None = None
 
 
 class FanOutList(BaseModel):
@@ -361,12 +363,29 @@ class LettaHealth(BaseModel):
     error: str | None = None
 
 
+class HubHealth(BaseModel):
+    """The hub's backend: ``memory`` (one process) or ``redis`` (shared by replicas)."""
+
+    backend: Literal["memory", "redis"]
+    ok: bool
+    #: The Redis URL without its password (``redis`` only).
+    url: str | None = None
+    #: This replica's id in Redis (``redis`` only).
+    replica: str | None = None
+    #: Fan-outs this replica owns now, and dead replicas' fan-outs it took over.
+    owned: int | None = None
+    takeovers: int | None = None
+    #: Why Redis is not usable (when not ``ok``).
+    error: str | None = None
+
+
 class Health(BaseModel):
     """Answer of ``GET /healthz``."""
 
     status: Literal["ok", "degraded"]
     protocol_version: int
     letta: LettaHealth
+    hub: HubHealth | None = None
     active_fanouts: int
 
 

@@ -129,6 +129,30 @@ def serve(
             "(default: SQLite at ./.orchestrator/state.db).",
         ),
     ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            envvar="ORCHESTRATOR_REDIS_URL",
+            help="Share fan-outs with other replicas through this Redis (redis://...): any "
+            "replica serves, resumes and cancels any fan-out (docs/deployment.md).",
+        ),
+    ] = None,
+    lease_s: Annotated[
+        float, typer.Option(help="With --redis: seconds before a dead replica's fan-outs move.")
+    ] = 5.0,
+    replica_id: Annotated[
+        str | None,
+        typer.Option(envvar="ORCHESTRATOR_REPLICA_ID", help="With --redis: this replica's name."),
+    ] = None,
+    letta_background: Annotated[
+        bool | None,
+        typer.Option(
+            "--letta-background/--no-letta-background",
+            help="Background Letta runs (resumable; needs Redis on the Letta server). "
+            "Default: on with --redis.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the HTTP API (SSE, WebSocket, REST control, the panel page)."""
@@ -150,6 +174,10 @@ def serve(
             letta_token=letta_token,
             letta_max_connections=letta_max_connections,
             database_url=database_url,
+            redis_url=redis,
+            lease_s=lease_s,
+            replica_id=replica_id,
+            letta_background=letta_background,
             max_agents=max_agents,
             max_active_fanouts=max_active,
             retention_s=retention_s,

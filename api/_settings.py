@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 
 from orchestrator import ConfigError
@@ -61,6 +62,21 @@ class ApiSettings:
     #: The SQL database of sessions (``sqlite:///PATH`` or ``postgresql://...``); ``None``:
     #: ``$ORCHESTRATOR_DATABASE_URL``, else SQLite at ``./.orchestrator/state.db``.
     database_url: str | None = field(default=None, repr=False)
+    #: Redis shared by the replicas (``redis://...``); ``None``: ``$ORCHESTRATOR_REDIS_URL``,
+    #: else the in-memory hub (one process). See ``docs/deployment.md``.
+    redis_url: str | None = field(default=None, repr=False)
+    #: Seconds before another replica takes over a dead replica's fan-outs.
+    lease_s: float = 5.0
+    #: This replica's name in Redis and logs (default: host, pid and a random suffix).
+    replica_id: str | None = None
+    #: Send Letta requests in background mode (``background=True``): a dropped connection
+    #: is resumed, and another replica can continue a dead one's runs. Needs Redis on the
+    #: Letta server. ``None``: on when ``redis_url`` is set.
+    letta_background: bool | None = None
+
+    def resolved_redis_url(self) -> str | None:
+        """``redis_url``, else ``$ORCHESTRATOR_REDIS_URL``, else ``None`` (in-memory hub)."""
+        return self.redis_url or os.environ.get("ORCHESTRATOR_REDIS_URL") or None
 
     def __post_init__(self) -> None:
         for name in (
@@ -76,6 +92,7 @@ class ApiSettings:
             "ping_s",
             "send_timeout_s",
             "health_timeout_s",
+            "lease_s",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

@@ -21,6 +21,7 @@ from orchestrator import (
     FanOutExpiredError,
     FanOutHub,
     HubFanOut,
+    HubUnavailableError,
     UnknownFanOutError,
 )
 
@@ -56,14 +57,27 @@ def get_state(conn: HTTPConnection) -> ApiState:
 State = Annotated[ApiState, Depends(get_state)]
 
 
-def find(state: ApiState, fanout_id: str) -> HubFanOut:
-    """The fan-out of that id; ``404`` unknown, ``410`` expired."""
+async def find(state: ApiState, fanout_id: str) -> HubFanOut:
+    """The fan-out of that id, on any replica; ``404`` unknown, ``410`` expired, ``503``
+    when the hub's Redis is down and this replica does not hold it."""
     try:
-        return state.require_hub().get(fanout_id)
+        return await state.require_hub().find(fanout_id)
     except UnknownFanOutError as exc:
         raise ApiError(404, "fanout_not_found", str(exc)) from None
     except FanOutExpiredError as exc:
         raise ApiError(410, "fanout_expired", str(exc)) from None
+    except HubUnavailableError as exc:
+        raise hub_unavailable(exc) from None
+
+
+def hub_unavailable(exc: HubUnavailableError) -> ApiError:
+    """``503 hub_unavailable`` naming the backend (Redis), with ``Retry-After``."""
+    return ApiError(
+        503,
+        "hub_unavailable",
+        str(exc),
+        headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
+    )
 
 
 def check_limits(settings: ApiSettings, body: FanOutRequest) -> None:
@@ -109,7 +123,7 @@ async def launch(
             502, "directory_unavailable", f"could not resolve agents: {describe_exception(exc)}"
         ) from None
     try:
-        entry = hub.start(
+        entry = await hub.submit(
             sources,
             body.message,
             options,
@@ -117,6 +131,8 @@ async def launch(
         )
     except CapacityError:
         raise _busy(hub) from None
+    except HubUnavailableError as exc:
+        raise hub_unavailable(exc) from None
     except ConfigError as exc:
         raise ApiError(422, "invalid_options", str(exc)) from None
     state.metrics.fanouts.labels(transport).inc()

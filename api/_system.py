@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from orchestrator import PROTOCOL_VERSION, AgentDirectory, AgentInfo, event_schema
 
 from ._errors import ApiError, describe_exception, error_responses
-from ._models import AgentListing, Health, LettaHealth
+from ._models import AgentListing, Health, HubHealth, LettaHealth
 from ._state import State
 
 # Behind the API key (when the app has one); ``open_router`` is not.
@@ -56,8 +56,9 @@ async def metrics(state: State) -> Response:
 async def healthz(state: State) -> Health:
     """Liveness, and whether the agent directory (the Letta server) answers.
 
-    Always `200` while the API runs; `status` is `degraded` when Letta does not answer, and
-    `letta.error` says why (the error's type and text, or how long it waited).
+    Always `200` while the API runs; `status` is `degraded` when Letta does not answer
+    (`letta.error` says why: the error's type and text, or how long it waited) or when the
+    hub's Redis cannot be reached (`hub.error`; new fan-outs get `503 hub_unavailable`).
     """
     try:
         agents = await _list_agents(state.directory, state.settings.health_timeout_s)
@@ -65,10 +66,13 @@ async def healthz(state: State) -> Health:
     except Exception as exc:
         letta = LettaHealth(ok=False, error=describe_exception(exc))
     hub = state.hub
+    hub_health = HubHealth.model_validate(hub.health()) if hub is not None else None
+    healthy = letta.ok and (hub_health is None or hub_health.ok)
     return Health(
-        status="ok" if letta.ok else "degraded",
+        status="ok" if healthy else "degraded",
         protocol_version=PROTOCOL_VERSION,
         letta=letta,
+        hub=hub_health,
         active_fanouts=hub.active if hub else 0,
     )
 

@@ -148,7 +148,7 @@ class _Session:
         self.tg.start_soon(self._forward, entry, coalesce_s, name=f"ws:{entry.fanout_id}")
 
     async def _cancel(self, frame: CancelFrame) -> None:
-        entry = find(self.state, frame.fanout_id)
+        entry = await find(self.state, frame.fanout_id)
         try:
             cancelled = entry.cancel(frame.agent_id, reason="user")
         except UnknownAgentError as exc:

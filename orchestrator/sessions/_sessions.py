@@ -369,7 +369,7 @@ class Sessions:
         # The turn exists before the fan-out can end, so its answers always have rows to fill.
         await self.store.add_turn(session_id, fanout_id, message, _labels(record))
         try:
-            entry = hub.start(
+            entry = await hub.submit(
                 sources, message, options, on_disconnect=on_disconnect, fanout_id=fanout_id
             )
         except BaseException:
