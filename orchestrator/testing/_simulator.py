@@ -21,7 +21,9 @@ Endpoints (``AsyncLetta(base_url=simulator_url)`` works unchanged):
   background streams;
 - conversations: ``POST /v1/conversations/?agent_id=``, ``GET`` and ``DELETE
   /v1/conversations/{id}``, ``POST /v1/conversations/{id}/messages`` (streams like the agent
-  endpoint, ``override_model`` accepted), ``POST /v1/conversations/{id}/cancel``,
+  endpoint, ``override_model`` accepted; ``default`` with ``agent_id`` in the body is the
+  agent's default conversation; ``background`` is accepted and ignored: the stream is the
+  same, without ``seq_id``), ``POST /v1/conversations/{id}/cancel``,
   ``POST /v1/conversations/{id}/fork`` and ``GET /v1/conversations/{id}/messages``. Each
   conversation (and each agent's default one) keeps its own history: the ``history``
   directive answers with the number of user turns it holds, as the scripted model does.
@@ -502,7 +504,12 @@ class Simulator:
 
     async def _send_message(self, request: Request) -> Response:
         conversation: SimConversation | None = None
-        if "cid" in request.path_params:
+        body = await _json_body(request)
+        if request.path_params.get("cid") == "default":
+            # Agent-direct mode: the agent's default conversation, named by agent_id.
+            agent_id = body.get("agent_id") if isinstance(body, dict) else None
+            found = self._agent_or_error(str(agent_id or ""))
+        elif "cid" in request.path_params:
             conv = self._conversation_or_error(request.path_params["cid"])
             if isinstance(conv, Response):
                 return conv
@@ -514,7 +521,6 @@ class Simulator:
             return found
         if conversation is None:
             conversation = self._default_conversation(found.id)
-        body = await _json_body(request)
         if not isinstance(body, dict) or not body.get("messages"):
             return JSONResponse({"detail": "Messages must not be empty"}, status_code=422)
         message = _user_text(body["messages"])

@@ -16,8 +16,7 @@ import httpx
 import pytest
 from letta_client import AsyncLetta
 
-from orchestrator import LettaDirectory, LettaSource, SourceEvent
-from orchestrator._core._source import Checkpoint
+from orchestrator import Checkpoint, LettaDirectory, LettaSource, SourceEvent
 from orchestrator.stack._stack import StackInfo
 from orchestrator.testing._modelserver import expected_answer
 from tests.letta._proxy import open_cut_proxy

@@ -10,8 +10,7 @@ from __future__ import annotations
 import pytest
 from letta_client import AsyncLetta
 
-from orchestrator import LettaDirectory, LettaSource, SourceEvent
-from orchestrator._core._source import Checkpoint
+from orchestrator import Checkpoint, LettaDirectory, LettaSource, SourceEvent
 from orchestrator.testing._simulator import Simulator
 from tests.testing._sim_fixtures import SimServer, sim_client, sim_server, simulator
 
