@@ -392,17 +392,22 @@ class RedisFanOutHub(FanOutHub):
         if not record:
             raise UnknownFanOutError(f"no fan-out {fanout_id!r}")
         try:
-            first = await self._r.xrange(self.keys.events(fanout_id), count=1)
+            # Caught up before anyone reads it: a reader resuming after index n gets n+1 on.
+            events = await self._read_all(fanout_id)
         except RedisError as exc:
             raise self._unavailable(exc) from None
         entry = self._fanouts.get(fanout_id)  # found by another request meanwhile
         if entry is not None:
             return entry
         mirror = MirrorFanOut(self, fanout_id, record)
-        if first:
-            mirror.log = EventLog(self.max_events, first_index=_index_of(first[0][0]))
+        mirror.log = EventLog(self.max_events, first_index=events[0].index if events else 0)
+        for event in events:
+            await mirror.log.append(event)  # nobody reads it yet: never waits
         self._fanouts[fanout_id] = mirror
-        self._tg.start_soon(self._follow, mirror, name=f"hub:follow:{fanout_id}")
+        if events and events[-1].type == "fanout_done":
+            self._ended(mirror)
+        else:
+            self._tg.start_soon(self._follow, mirror, name=f"hub:follow:{fanout_id}")
         return mirror
 
     async def listing(self, limit: int = 50) -> list[JSON]:
@@ -748,10 +753,13 @@ class RedisFanOutHub(FanOutHub):
                     if event.type == "fanout_done":
                         return
         finally:
-            log.close()
-            mirror.finished_at = mirror.finished_at or time.time()
-            mirror._done.set()
-            self._ended_at.setdefault(mirror.fanout_id, self._clock())
+            self._ended(mirror)
+
+    def _ended(self, mirror: MirrorFanOut) -> None:
+        mirror.log.close()
+        mirror.finished_at = mirror.finished_at or time.time()
+        mirror._done.set()
+        self._ended_at.setdefault(mirror.fanout_id, self._clock())
 
     async def _ended_without_events(self, mirror: MirrorFanOut) -> bool:
         # No event for a while: the fan-out may have ended without fanout_done (it failed),

@@ -1,0 +1,191 @@
+"""Replicas A and B (real uvicorn processes) share fan-outs through a real Redis.
+
+Any replica serves, resumes and cancels any fan-out; a replica killed with SIGKILL loses no
+answer; Redis going away and coming back refuses new fan-outs (503), then recovers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from orchestrator import Event
+from tests._redis import RedisProcess
+from tests._servers import SpawnedServer
+from tests._wait import wait_until
+from tests.replicas._agents import AGENTS, answer
+from tests.replicas.conftest import health, start_replica
+
+SSE = {"Accept": "text/event-stream"}
+
+
+def body(*agents: str, on_disconnect: str = "continue") -> dict[str, Any]:
+    return {
+        "agents": [{"agent_id": a} for a in agents],
+        "message": "go",
+        "options": {"on_disconnect": on_disconnect},
+    }
+
+
+async def start(client: httpx.AsyncClient, server: SpawnedServer, *agents: str) -> str:
+    response = await client.post(server.url + "/v1/fanouts", json=body(*agents))
+    assert response.status_code == 201, response.text
+    fanout_id: str = response.json()["fanout_id"]
+    return fanout_id
+
+
+async def read(
+    client: httpx.AsyncClient,
+    server: SpawnedServer,
+    fanout_id: str,
+    *,
+    after: int | None = None,
+    stop_after: int | None = None,
+) -> list[Event]:
+    """Read the events on ``server`` (resuming after ``after``), ``stop_after`` at most."""
+    headers = dict(SSE)
+    if after is not None:
+        headers["Last-Event-ID"] = str(after)
+    events: list[Event] = []
+    url = f"{server.url}/v1/fanouts/{fanout_id}/events"
+    async with aconnect_sse(client, "GET", url, headers=headers) as source:
+        assert source.response.status_code == 200
+        async for sse in source.aiter_sse():
+            events.append(Event.from_json(sse.data))
+            if stop_after is not None and len(events) >= stop_after:
+                break
+    return events
+
+
+def texts(events: list[Event]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for event in events:
+        if event.type == "content" and event.agent_id is not None:
+            out[event.agent_id] = out.get(event.agent_id, "") + event.delta
+    return out
+
+
+def assert_contiguous(events: list[Event]) -> None:
+    assert [e.index for e in events] == list(range(events[0].index, events[0].index + len(events)))
+    seqs: dict[str, int] = {}
+    for event in events:
+        if event.agent_id is not None:
+            assert event.seq == seqs.get(event.agent_id, 0) + 1, event
+            seqs[event.agent_id] = event.seq
+
+
+async def test_started_on_a_read_and_resumed_on_b_cancelled_through_b(
+    replicas: tuple[SpawnedServer, SpawnedServer],
+) -> None:
+    a, b = replicas
+    async with httpx.AsyncClient(timeout=30) as client:
+        fanout_id = await start(client, a, *AGENTS)
+        first = await read(client, b, fanout_id, stop_after=40)
+        rest = await read(client, b, fanout_id, after=first[-1].index, stop_after=10)
+        assert rest[0].index == first[-1].index + 1
+        cancel = await client.post(
+            f"{b.url}/v1/fanouts/{fanout_id}/cancel", json={"agent_id": "alpha"}
+        )
+        assert cancel.status_code == 202, cancel.text
+        assert cancel.json()["cancelled"] is True
+        events = await read(client, b, fanout_id)  # from the start, on B, to the end
+        assert_contiguous(events)
+        assert events[-1].type == "fanout_done"
+        ends = {e.agent_id: e for e in events if e.is_terminal}
+        assert ends["alpha"].type == "agent_cancelled"
+        assert ends["alpha"].get("reason") == "user"
+        assert texts(events)["beta"] == answer("beta")
+        # Both replicas list it, and the owner is A; A's copy equals B's.
+        for server in (a, b):
+            listed = (await client.get(server.url + "/v1/fanouts")).json()["fanouts"]
+            row = next(r for r in listed if r["fanout_id"] == fanout_id)
+            assert row["owner"] == "A"
+        on_a = await read(client, a, fanout_id)
+        assert [e.to_dict() for e in on_a] == [e.to_dict() for e in events]
+
+
+async def test_a_killed_owner_loses_no_answer(
+    replicas: tuple[SpawnedServer, SpawnedServer],
+) -> None:
+    a, b = replicas
+    async with httpx.AsyncClient(timeout=60) as client:
+        fanout_id = await start(client, a, *AGENTS)
+        events: list[Event] = []
+        url = f"{b.url}/v1/fanouts/{fanout_id}/events"
+        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
+            async for sse in source.aiter_sse():
+                events.append(Event.from_json(sse.data))
+                if len(events) == 60:
+                    os.kill(a.process.pid, signal.SIGKILL)  # mid-answer
+        a.process.wait()
+        assert_contiguous(events)
+        assert events[-1].type == "fanout_done"
+        assert texts(events) == {agent: answer(agent) for agent in AGENTS}
+        summary = events[-1].get("summary")
+        assert {agent: summary[agent]["state"] for agent in AGENTS} == dict.fromkeys(AGENTS, "done")
+        hub = health(b)["hub"]
+        assert isinstance(hub, dict)
+        assert hub["takeovers"] == 1
+
+
+async def test_redis_away_refuses_new_fanouts_then_recovers(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    a = start_replica("A", redis_server, tmp_path)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            fanout_id = await start(client, a, "alpha")
+            url = f"{a.url}/v1/fanouts/{fanout_id}/events"
+            events: list[Event] = []
+            async with aconnect_sse(client, "GET", url, headers=SSE) as source:
+                async for sse in source.aiter_sse():
+                    events.append(Event.from_json(sse.data))
+                    if len(events) == 5:
+                        redis_server.stop()
+                        await wait_until(lambda: health(a)["status"] == "degraded", "A to notice")
+                        refused = await client.post(a.url + "/v1/fanouts", json=body("beta"))
+                        assert refused.status_code == 503
+                        error = refused.json()["error"]
+                        assert error["code"] == "hub_unavailable"
+                        assert "Redis" in error["message"]
+                        assert refused.headers["Retry-After"]
+            # The running fan-out streamed on to its reader on A, from memory.
+            assert events[-1].type == "fanout_done"
+            assert texts(events) == {"alpha": answer("alpha")}
+            redis_server.start()
+            await wait_until(lambda: health(a)["status"] == "ok", "A to reconnect")
+            again = await start(client, a, "beta")
+            assert texts(await read(client, a, again)) == {"beta": answer("beta")}
+    finally:
+        a.stop()
+
+
+async def test_the_busy_rule_holds_across_replicas(
+    replicas: tuple[SpawnedServer, SpawnedServer],
+) -> None:
+    a, b = replicas
+    async with httpx.AsyncClient(timeout=30) as client:
+        first = await start(client, a, "busy")
+        refused = await client.post(b.url + "/v1/fanouts", json=body("busy"))
+        assert refused.status_code == 409
+        error = refused.json()["error"]
+        assert error["code"] == "conversation_busy"
+        assert "agent-busy/conversation-1" in error["message"]
+        await client.post(f"{b.url}/v1/fanouts/{first}/cancel", json={})
+        await read(client, b, first)  # to its end: the lock is given back after it
+        await wait_until(
+            lambda: _locks_free(a, b), "the conversation lock to be released", timeout_s=10
+        )
+
+
+def _locks_free(a: SpawnedServer, b: SpawnedServer) -> bool:
+    response = httpx.post(b.url + "/v1/fanouts", json=body("busy"), timeout=10)
+    if response.status_code == 409:
+        return False
+    assert response.status_code == 201, response.text
+    return True
