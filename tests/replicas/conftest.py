@@ -11,6 +11,10 @@ import pytest
 
 from tests._redis import RedisProcess
 from tests._servers import SpawnedServer, spawn_server
+from tests.letta.conftest import letta_client as letta_client
+from tests.letta.conftest import letta_stack as letta_stack
+from tests.letta.conftest import pytest_collection_finish as pytest_collection_finish
+from tests.letta.conftest import scripted_agent as scripted_agent
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
 LEASE_S = 1.0
@@ -73,3 +77,32 @@ def replicas(
 def health(server: SpawnedServer) -> dict[str, object]:
     body: dict[str, object] = httpx.get(server.url + "/healthz", timeout=5).json()
     return body
+
+
+def start_letta_replica(
+    name: str, redis: RedisProcess, letta_url: str, tmp_path: Path
+) -> SpawnedServer:
+    """``orchestrator serve`` of a real Letta server, with the Redis hub, as ``name``.
+
+    With ``--redis`` the Letta requests run in background mode (the default), so a replica
+    that takes a fan-out over resumes its Letta runs.
+    """
+    return spawn_server(
+        [
+            ORCHESTRATOR,
+            "serve",
+            "--letta-base-url",
+            letta_url,
+            "--redis",
+            redis.url,
+            "--replica-id",
+            name,
+            "--lease-s",
+            str(LEASE_S),
+            "--database-url",
+            f"sqlite:///{tmp_path / f'state-{name}.db'}",
+            "--log-level",
+            "warning",
+        ],
+        log=tmp_path / f"letta-replica-{name}.log",
+    )
