@@ -197,6 +197,18 @@ class _Owned:
     published: anyio.Event = field(default_factory=anyio.Event)
 
 
+def _logged_summaries(entry: HubFanOut) -> dict[str, JSON]:
+    # A fan-out run elsewhere (or continued here) is described by its log alone.
+    last = entry.log.last()
+    if last is not None and last.type == "fanout_done":
+        return {a: dict(summary) for a, summary in last.data["summary"].items()}
+    folds = fold_agents(entry.agents, entry.log.snapshot(entry.log.first_index - 1))
+    return {
+        agent_id: {"label": fold.label, "state": fold.state, "events": fold.seq}
+        for agent_id, fold in folds.items()
+    }
+
+
 class MirrorFanOut(HubFanOut):
     """Another replica's fan-out, read from Redis: its log is a copy, its cancel a command."""
 
@@ -235,14 +247,7 @@ class MirrorFanOut(HubFanOut):
         return {**super().brief(), "owner": self.owner}
 
     def _agent_summaries(self) -> dict[str, JSON]:
-        last = self.log.last()
-        if last is not None and last.type == "fanout_done":
-            return {a: dict(entry) for a, entry in last.data["summary"].items()}
-        folds = fold_agents(self.agents, self.log.snapshot(self.log.first_index - 1))
-        return {
-            agent_id: {"label": fold.label, "state": fold.state, "events": fold.seq}
-            for agent_id, fold in folds.items()
-        }
+        return _logged_summaries(self)
 
 
 class _TakenOver(HubFanOut):
@@ -265,14 +270,7 @@ class _TakenOver(HubFanOut):
         return inner.cancel(agent_id, reason)
 
     def _agent_summaries(self) -> dict[str, JSON]:
-        last = self.log.last()
-        if last is not None and last.type == "fanout_done":
-            return {a: dict(entry) for a, entry in last.data["summary"].items()}
-        folds = fold_agents(self.agents, self.log.snapshot(self.log.first_index - 1))
-        return {
-            agent_id: {"label": fold.label, "state": fold.state, "events": fold.seq}
-            for agent_id, fold in folds.items()
-        }
+        return _logged_summaries(self)
 
 
 class RedisFanOutHub(FanOutHub):

@@ -189,3 +189,27 @@ def _locks_free(a: SpawnedServer, b: SpawnedServer) -> bool:
         return False
     assert response.status_code == 201, response.text
     return True
+
+
+async def test_an_agent_that_cannot_be_revived_ends_replica_lost(
+    replicas: tuple[SpawnedServer, SpawnedServer],
+) -> None:
+    a, b = replicas
+    async with httpx.AsyncClient(timeout=60) as client:
+        fanout_id = await start(client, a, "alpha", "busy")  # busy is not resumable
+        events: list[Event] = []
+        url = f"{b.url}/v1/fanouts/{fanout_id}/events"
+        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
+            async for sse in source.aiter_sse():
+                events.append(Event.from_json(sse.data))
+                if len(events) == 30:
+                    os.kill(a.process.pid, signal.SIGKILL)
+        a.process.wait()
+    assert_contiguous(events)
+    ends = {e.agent_id: e for e in events if e.is_terminal}
+    assert ends["busy"].type == "agent_error"
+    assert ends["busy"].get("code") == "replica_lost"
+    assert ends["busy"].get("retryable") is True
+    assert texts(events)["alpha"] == answer("alpha")
+    # B took its conversation's lock over, and gives it back after the end.
+    await wait_until(lambda: _locks_free(a, b), "B to release the lock", timeout_s=10)
