@@ -82,6 +82,7 @@ class FanOut:
         self._succeeded = 0
         self._t0 = time.monotonic()
         self._ended_at: float | None = None
+        self._detached = False
 
     # -- public API -------------------------------------------------------------------------
 
@@ -120,6 +121,17 @@ class FanOut:
             lane.scope.cancel()
             hit = True
         return hit
+
+    def detach(self) -> bool:
+        """Stop reading every agent here but leave their runs going upstream.
+
+        For handing a fan-out to another process that continues the runs (the Redis hub
+        does, when its replica shuts down): the streams are closed and each agent ends here
+        with ``agent_cancelled`` (reason ``disconnect``), but ``Source.cancel()`` is never
+        called. Returns whether anything was still running.
+        """
+        self._detached = True
+        return self.cancel(reason="disconnect")
 
     def status(self) -> dict[str, AgentStatus]:
         """Per agent: state, buffered events, counts (an :class:`AgentStatus` each)."""
@@ -381,6 +393,8 @@ class FanOut:
         if lane.cancel_called:
             return
         lane.cancel_called = True
+        if self._detached:
+            return  # someone else carries the runs on: leave them running upstream
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.cancel_timeout_s):
             try:
                 await lane.source.cancel()

@@ -195,6 +195,8 @@ class _Owned:
     fenced: bool = False
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     published: anyio.Event = field(default_factory=anyio.Event)
+    # Handed over (this replica shuts down): publish only the events before this index.
+    stop_at: int | None = None
 
 
 def _logged_summaries(entry: HubFanOut) -> dict[str, JSON]:
@@ -293,9 +295,11 @@ class RedisFanOutHub(FanOutHub):
         prefix: str,
         revive: Reviver | None,
         block_ms: int,
+        disconnect_grace_s: float = 2.0,
         **options: Any,
     ) -> None:
         super().__init__(tg, **options)
+        self.disconnect_grace_s = disconnect_grace_s
         self._r = client
         self.url = redact_url(url)
         self.lease_s = lease_s
@@ -489,7 +493,10 @@ class RedisFanOutHub(FanOutHub):
             await self._count_reader(entry.fanout_id, -1)
         if not early or entry.on_disconnect != "cancel" or not entry.running:
             return
-        if entry._watchers:
+        # A reader dropped by a replica that shuts down (or by a network blip) reconnects,
+        # maybe elsewhere: give it that long before it counts as gone.
+        await anyio.sleep(self.disconnect_grace_s)
+        if entry._watchers or not entry.running:
             return
         try:
             counts = await self._r.hgetall(self.keys.readers(entry.fanout_id))
@@ -526,7 +533,12 @@ class RedisFanOutHub(FanOutHub):
                 async with sub:
                     async for first in sub:
                         batch = [first, *sub.read_ready(_BATCH - 1)]
-                        if not await self._flush(owned, batch):
+                        if owned.stop_at is not None:
+                            batch = [e for e in batch if e.index < owned.stop_at]
+                        if batch and not await self._flush(owned, batch):
+                            return
+                        if owned.stop_at is not None and sub.next_index >= owned.stop_at:
+                            await self._let_go(owned)
                             return
                     await entry.wait()
                     await self._finish(owned)
@@ -622,6 +634,52 @@ class RedisFanOutHub(FanOutHub):
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    async def hand_over(self) -> int:
+        """Give this replica's running fan-outs to the other replicas (when shutting down).
+
+        Only when Redis works and another replica is alive: each fan-out stops here without
+        cancelling its runs upstream (:meth:`FanOut.detach`), what it logged so far is
+        published, and its lease is released so another replica takes it over at once and
+        continues the runs. Returns how many fan-outs were handed over; the rest are
+        cancelled by the shutdown as with the in-memory hub.
+        """
+        if not self.ok:
+            return 0
+        try:
+            others = [
+                key
+                async for key in self._r.scan_iter(match=self.keys.replica("*"), count=100)
+                if key.decode() != self.keys.replica(self.replica_id)
+            ]
+        except RedisError as exc:
+            self._failed(exc)
+            return 0
+        if not others:
+            return 0
+        handed = 0
+        for owned in list(self._owned.values()):
+            fanout = owned.entry._fanout
+            if fanout is None or not owned.entry.running or owned.fenced:
+                continue
+            # No await between the two: every event logged before the detach is published,
+            # none after (those are this replica's own view of the shutdown).
+            owned.stop_at = owned.entry.log.next_index
+            fanout.detach()
+            handed += 1
+        if handed:
+            logger.warning("shutting down: handed %d fan-out(s) over to the other replicas", handed)
+        return handed
+
+    async def _let_go(self, owned: _Owned) -> None:
+        # Published up to the hand-over point: release the lease (the conversation locks
+        # keep theirs until the next owner renews them) so a scanner takes it over now.
+        fanout_id = owned.entry.fanout_id
+        try:
+            await self._r.hset(self.keys.registry(fanout_id), "owner", "")
+            await self._release(keys=[self.keys.lease(fanout_id)], args=[self.replica_id])
+        except RedisError as exc:
+            self._failed(exc)  # the lease then simply runs out
+
     async def _heartbeat(self) -> None:
         """Renew this replica's leases and locks; drain commands; watch Redis' health."""
         interval = self.lease_s / 3
@@ -662,6 +720,8 @@ class RedisFanOutHub(FanOutHub):
         # The lease ran out (Redis was away longer than the lease): take it again, unless
         # another replica took the fan-out over meanwhile.
         fanout_id = owned.entry.fanout_id
+        if owned.stop_at is not None or fanout_id not in self._owned:
+            return  # being handed over: the lease was given up on purpose
         lease_ms = int(self.lease_s * 1000)
         if await self._r.set(
             self.keys.lease(fanout_id), self.replica_id, nx=True, px=lease_ms
@@ -1159,6 +1219,7 @@ async def open_redis_hub(
     revive: Reviver | None = None,
     block_ms: int = 1000,
     max_connections: int = 64,
+    disconnect_grace_s: float = 2.0,
     max_active: int = 32,
     retention_s: float = 600.0,
     max_events: int = 10_000,
@@ -1173,7 +1234,11 @@ async def open_redis_hub(
     API passes its directory's ``revive``); without it, their unfinished agents end with
     ``agent_error`` ``replica_lost``. ``block_ms`` bounds each ``XREAD BLOCK``; the client's
     socket timeout is set above it. At most ``max_connections`` connections are open (a
-    blocking pool: a request waits for a free one). The other settings are
+    blocking pool: a request waits for a free one). With ``on_disconnect: cancel``, a
+    fan-out is cancelled when no streaming reader is left on any live replica for
+    ``disconnect_grace_s`` (a reader may reconnect elsewhere meanwhile). Leaving the block
+    hands the running fan-outs to the other replicas when any is alive
+    (:meth:`RedisFanOutHub.hand_over`), else cancels them. The other settings are
     :func:`open_hub`'s. Redis need not be up: the hub starts unhealthy and refuses new
     fan-outs until it is. Raises :class:`ConfigError` for a bad setting or a missing
     ``redis`` extra.
@@ -1182,11 +1247,15 @@ async def open_redis_hub(
         raise ConfigError(
             "the Redis hub needs the 'redis' extra: pip install 'letta-fanout[redis]'"
         )
-    if lease_s <= 0 or block_ms <= 0 or max_connections < 4:
-        raise ConfigError(
-            "lease_s and block_ms must be > 0 and max_connections >= 4, got "
-            f"{lease_s!r}, {block_ms!r}, {max_connections!r}"
-        )
+    for name, value, low in (
+        ("lease_s", lease_s, 0.0),
+        ("block_ms", block_ms, 0.0),
+        ("max_connections", max_connections, 3.0),
+        ("disconnect_grace_s", disconnect_grace_s, -1e-9),
+    ):
+        if value <= low:
+            bound = "> 0" if low == 0 else ">= 4" if low == 3 else ">= 0"
+            raise ConfigError(f"{name} must be {bound}, got {value!r}")
     try:
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
@@ -1211,6 +1280,7 @@ async def open_redis_hub(
                 prefix=prefix,
                 revive=revive,
                 block_ms=block_ms,
+                disconnect_grace_s=disconnect_grace_s,
                 max_active=max_active,
                 retention_s=retention_s,
                 max_events=max_events,
@@ -1229,6 +1299,8 @@ async def open_redis_hub(
             try:
                 yield hub
             finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(shutdown_timeout_s):
+                    await hub.hand_over()
                 hub.cancel_all()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(shutdown_timeout_s):
                     for entry in list(hub._fanouts.values()):

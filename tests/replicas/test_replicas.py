@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from httpx_sse import aconnect_sse
 
 from orchestrator import Event
@@ -109,9 +110,12 @@ async def test_started_on_a_read_and_resumed_on_b_cancelled_through_b(
         assert [e.to_dict() for e in on_a] == [e.to_dict() for e in events]
 
 
-async def test_a_killed_owner_loses_no_answer(
-    replicas: tuple[SpawnedServer, SpawnedServer],
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "shutdown"])
+async def test_a_killed_or_stopped_owner_loses_no_answer(
+    replicas: tuple[SpawnedServer, SpawnedServer], how: signal.Signals
 ) -> None:
+    """SIGKILL: B takes over once A's lease runs out. SIGTERM: A hands its fan-outs over
+    (leaving the runs going) and B takes them at once."""
     a, b = replicas
     async with httpx.AsyncClient(timeout=60) as client:
         fanout_id = await start(client, a, *AGENTS)
@@ -121,7 +125,7 @@ async def test_a_killed_owner_loses_no_answer(
             async for sse in source.aiter_sse():
                 events.append(Event.from_json(sse.data))
                 if len(events) == 60:
-                    os.kill(a.process.pid, signal.SIGKILL)  # mid-answer
+                    os.kill(a.process.pid, how)  # mid-answer
         a.process.wait()
         assert_contiguous(events)
         assert events[-1].type == "fanout_done"
@@ -131,6 +135,8 @@ async def test_a_killed_owner_loses_no_answer(
         hub = health(b)["hub"]
         assert isinstance(hub, dict)
         assert hub["takeovers"] == 1
+        handed = "handed 1 fan-out(s) over" in a.output()
+        assert handed is (how == signal.SIGTERM), a.output()
 
 
 async def test_redis_away_refuses_new_fanouts_then_recovers(

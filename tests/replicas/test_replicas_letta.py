@@ -99,8 +99,11 @@ async def test_cancel_through_b_cancels_the_run_on_the_letta_server(
     await wait_until(cancelled, f"run {run_id} to be cancelled on the Letta server")
 
 
-async def test_killing_the_owner_mid_answer_loses_nothing(
-    letta_replicas: tuple[SpawnedServer, SpawnedServer], scripted_agent: CreateAgent
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "shutdown"])
+async def test_killing_or_stopping_the_owner_mid_answer_loses_nothing(
+    letta_replicas: tuple[SpawnedServer, SpawnedServer],
+    scripted_agent: CreateAgent,
+    how: signal.Signals,
 ) -> None:
     a, b = letta_replicas
     ids = [await scripted_agent(p) for p in PERSONAS]
@@ -115,7 +118,7 @@ async def test_killing_the_owner_mid_answer_loses_nothing(
                 events.append(event)
                 text = texts(events)
                 if not killed and all(len(text.get(i, "")) > 20 for i in ids):
-                    os.kill(a.process.pid, signal.SIGKILL)  # both agents mid-answer
+                    os.kill(a.process.pid, how)  # both agents mid-answer
                     killed = True
         a.process.wait()
     assert killed
