@@ -5,14 +5,14 @@ Builds on ``_core`` and ``config``; it never imports the local stack or ``testin
 
 from __future__ import annotations
 
+from ._client import create_letta_client as create_letta_client
+from ._client import default_base_url as default_base_url
 from ._directory import LettaDirectory as LettaDirectory
 from ._directory import SyncResult as SyncResult
 from ._directory import create_letta_directory as create_letta_directory
 from ._mapping import LettaMapper as LettaMapper
 from ._mapping import classify_error as classify_error
 from ._source import LettaSource as LettaSource
-from ._source import create_letta_client as create_letta_client
-from ._source import default_base_url as default_base_url
 
 __all__ = [
     "LettaDirectory",

@@ -19,8 +19,9 @@ from .._core._directory import AgentInfo, AgentRef, FailedSource
 from .._core._exceptions import ConfigError, SourceError
 from .._core._source import Checkpoint, Source
 from ..config._config import AgentConfig, LettaConnection
+from ._client import connect_retrying, create_letta_client
 from ._mapping import classify_error
-from ._source import LettaSource, connect_retrying, create_letta_client
+from ._source import LettaSource
 
 __all__ = ["LettaDirectory", "SyncResult", "create_letta_directory"]
 

@@ -17,12 +17,8 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +29,12 @@ import anyio
 from ._errors import StackError
 from ._install import LETTA_VERSION, ServerInstall
 from ._postgres import Postgres
+from ._process import alive as _alive
+from ._process import http_ok as _http_ok
+from ._process import port_is_open as _port_is_open
+from ._process import spawn as _spawn
+from ._process import stop_group as _stop_group
+from ._process import wait_http as _wait_http
 from ._redis import (
     RedisTarget,
     parse_redis_url,
@@ -210,104 +212,6 @@ class ComponentStatus:
     address: str
     healthy: bool
     log: str
-
-
-# --- processes -------------------------------------------------------------
-
-
-def _start_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22 (starttime) follows the parenthesised command name.
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _alive(pid: int | None, ticks: int | None) -> bool:
-    if pid is None:
-        return False
-    current = _start_ticks(pid)
-    if current is None:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z" and (ticks is None or current == ticks)
-
-
-# Popen objects of the servers this process started: kept so that they are never
-# garbage-collected while the server runs (Popen.__del__ would warn).
-_CHILDREN: list[subprocess.Popen[bytes]] = []
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> tuple[int, int | None]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as fh:
-        fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(args)}\n")
-        fh.flush()
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, so `down` can stop it whole
-        )
-    _reap_children()
-    _CHILDREN.append(proc)
-    return proc.pid, _start_ticks(proc.pid)
-
-
-def _reap_children() -> None:
-    # Collect servers that have exited (stopped, or killed by someone else) through their
-    # Popen objects, so those know it and never warn "still running" at interpreter exit.
-    for proc in list(_CHILDREN):
-        if proc.poll() is not None:
-            _CHILDREN.remove(proc)
-
-
-def _stop_group(pid: int | None, ticks: int | None, timeout: float = 15.0) -> None:
-    if not _alive(pid, ticks):
-        return
-    assert pid is not None
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            _reap_children()  # our own children become zombies until reaped
-            if not _alive(pid, ticks):
-                return
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    finally:
-        _reap_children()
-
-
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _wait_http(url: str, pid: int, ticks: int | None, timeout: float, step: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _http_ok(url):
-            return
-        if not _alive(pid, ticks):
-            raise StackError(
-                step, f"the process exited before {url} answered", log=log, fix="read the log"
-            )
-        time.sleep(0.25)
-    raise StackError(
-        step,
-        f"{url} did not answer within {timeout:.0f} s",
-        log=log,
-        fix="read the log; raise the timeout or check the port",
-    )
 
 
 # --- state -----------------------------------------------------------------
@@ -703,14 +607,6 @@ def _up_redis(
             time.sleep(0.05)
     say(f"redis: {target.url} (pid {pid})")
     return target, pid, ticks
-
-
-def _port_is_open(port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 STACK_COMPONENTS = ("letta", "model", "postgres", "redis", "install")
