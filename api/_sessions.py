@@ -186,6 +186,8 @@ async def serve_sessions(app: FastAPI, state: ApiState) -> AsyncIterator[None]:
     async with open_session_store(state.settings.database_url) as store:
         sessions = Sessions(store, directory)
         hub.add_observer(sessions.observe)
+        # A session fan-out taken over from a dead replica still gets its answers recorded.
+        hub.add_takeover_hook(sessions.adopt)
         app.state.sessions = sessions
         try:
             async with anyio.create_task_group() as tg:

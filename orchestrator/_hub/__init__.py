@@ -13,6 +13,7 @@ from ._hub import EventObserver as EventObserver
 from ._hub import FanOutHub as FanOutHub
 from ._hub import HubFanOut as HubFanOut
 from ._hub import OnDisconnect as OnDisconnect
+from ._hub import TakeoverHook as TakeoverHook
 from ._hub import open_hub as open_hub
 from ._log import EventLog as EventLog
 from ._log import LogSubscription as LogSubscription

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Literal, Protocol, TypeAlias
 
@@ -46,6 +46,10 @@ OnDisconnect: TypeAlias = Literal["cancel", "continue"]
 
 #: Called with every event the hub retains (metrics, logging); must not block.
 EventObserver: TypeAlias = Callable[[Event], None]
+
+#: Awaited when this replica takes over a dead replica's fan-out, with its id and the events
+#: logged so far, before the continuation's events reach the observers (shared hubs only).
+TakeoverHook: TypeAlias = Callable[[str, Sequence[Event]], Awaitable[None]]
 
 # Ids of fan-outs that left the hub, so a late reader gets "expired" rather than "unknown".
 _MAX_TOMBSTONES = 10_000
@@ -263,6 +267,7 @@ class FanOutHub:
         self._ended_at: dict[str, float] = {}
         self._tombstones: OrderedDict[str, None] = OrderedDict()
         self._observers: list[EventObserver] = []
+        self._takeover_hooks: list[TakeoverHook] = []
 
     @property
     def active(self) -> int:
@@ -283,6 +288,11 @@ class FanOutHub:
     def add_observer(self, observer: EventObserver) -> None:
         """Call ``observer`` with every event the hub retains, in order."""
         self._observers.append(observer)
+
+    def add_takeover_hook(self, hook: TakeoverHook) -> None:
+        """Await ``hook(fanout_id, logged_events)`` when this replica takes a dead replica's
+        fan-out over (never called by the in-memory hub, which has no other replicas)."""
+        self._takeover_hooks.append(hook)
 
     def start(
         self,

@@ -902,6 +902,11 @@ class RedisFanOutHub(FanOutHub):
         if fanout_id not in self._fanouts:
             self._fanouts[fanout_id] = entry
         self._own(entry, locks, after=entry.log.next_index - 1)
+        for hook in self._takeover_hooks:
+            try:
+                await hook(fanout_id, events)
+            except Exception:
+                logger.exception("takeover hook %r failed for fan-out %s", hook, fanout_id)
         await self._drain(fanout_id)
         self._tg.start_soon(self._continue, entry, record, events, name=f"hub:takeover:{fanout_id}")
 

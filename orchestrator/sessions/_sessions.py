@@ -385,6 +385,25 @@ class Sessions:
         self._wake.set()
         return entry
 
+    async def adopt(self, fanout_id: str, logged: Sequence[Event]) -> None:
+        """Hub takeover hook: record the answers of a session fan-out this replica took over.
+
+        The replica that started it died; its turn is found by ``fanout_id`` in the shared
+        database, ``logged`` (the events so far) is replayed into the answers, and
+        :meth:`observe` goes on with the continuation. Not a session's fan-out: nothing.
+        """
+        found = await self.store.running_turn(fanout_id)
+        if found is None or fanout_id in self._tracked:
+            return
+        session_id, columns = found
+        self._tracked[fanout_id] = (
+            session_id,
+            {column: [] for column in columns},
+            dict.fromkeys(columns),
+        )
+        for event in logged:
+            self.observe(event)
+
     def observe(self, event: Event) -> None:
         """Hub observer: collects the answers of the session fan-outs started here."""
         tracked = self._tracked.get(event.fanout_id)

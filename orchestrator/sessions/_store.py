@@ -127,6 +127,23 @@ class SessionStore(EngineStore):
             )
         return Turn(fanout_id, message, now, {c: Answer(label) for c, label in labels.items()})
 
+    async def running_turn(self, fanout_id: str) -> tuple[str, list[str]] | None:
+        """The session of the turn ``fanout_id`` and its columns still ``running``, if any."""
+        async with self.engine.connect() as conn:
+            session_id = await conn.scalar(
+                select(turns.c.session_id).where(turns.c.fanout_id == fanout_id)
+            )
+            if session_id is None:
+                return None
+            columns = (
+                await conn.scalars(
+                    select(answers.c.column_id)
+                    .where(answers.c.fanout_id == fanout_id, answers.c.state == "running")
+                    .order_by(answers.c.column_id)
+                )
+            ).all()
+        return str(session_id), list(columns)
+
     async def remove_turn(self, session_id: str, fanout_id: str) -> None:
         """Drop a turn and its answers (a fan-out that was refused after all)."""
         async with self.engine.begin() as conn:

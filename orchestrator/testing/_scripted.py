@@ -7,7 +7,7 @@ them, without a Letta server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -111,7 +111,7 @@ class ScriptedSource:
                 if self._position > self.skip:
                     yield SourceEvent(sev.type, {**sev.data, "cursor": self._position})
 
-    async def _script(self, message: str) -> AsyncIterator[SourceEvent]:
+    async def _script(self, message: str) -> AsyncGenerator[SourceEvent, None]:
         self.streams_opened += 1
         self.messages.append(message)
         run = self.streams_opened

@@ -80,7 +80,7 @@ def health(server: SpawnedServer) -> dict[str, object]:
 
 
 def start_letta_replica(
-    name: str, redis: RedisProcess, letta_url: str, tmp_path: Path
+    name: str, redis: RedisProcess, letta_url: str, database_url: str, tmp_path: Path
 ) -> SpawnedServer:
     """``orchestrator serve`` of a real Letta server, with the Redis hub, as ``name``.
 
@@ -100,7 +100,7 @@ def start_letta_replica(
             "--lease-s",
             str(LEASE_S),
             "--database-url",
-            f"sqlite:///{tmp_path / f'state-{name}.db'}",
+            database_url,
             "--log-level",
             "warning",
         ],

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
 from letta_client import AsyncLetta
+from sqlalchemy.engine import make_url
 
 from orchestrator import Event
 from orchestrator.stack._stack import StackInfo
@@ -25,6 +27,7 @@ from tests._wait import wait_until
 from tests.letta.conftest import CreateAgent
 from tests.replicas.conftest import health, start_letta_replica
 from tests.replicas.test_replicas import SSE, assert_contiguous, read, texts
+from tests.sessions.conftest import _admin
 
 pytestmark = [pytest.mark.letta]
 
@@ -37,11 +40,23 @@ SLOW = "Tell me about the harbour at dawn [[tps=25 words=40]]"
 
 
 @pytest.fixture
+async def shared_database(letta_stack: StackInfo) -> AsyncIterator[str]:
+    """A PostgreSQL database of the stack's server, shared by the replicas (sessions)."""
+    admin = letta_stack.pg_uri
+    name = f"orchestrator_replicas_{uuid.uuid4().hex[:12]}"
+    await _admin(admin, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def letta_replicas(
-    letta_stack: StackInfo, redis_server: RedisProcess, tmp_path: Path
+    letta_stack: StackInfo, redis_server: RedisProcess, tmp_path: Path, shared_database: str
 ) -> Iterator[tuple[SpawnedServer, SpawnedServer]]:
-    a = start_letta_replica("A", redis_server, letta_stack.base_url, tmp_path)
-    b = start_letta_replica("B", redis_server, letta_stack.base_url, tmp_path)
+    a = start_letta_replica("A", redis_server, letta_stack.base_url, shared_database, tmp_path)
+    b = start_letta_replica("B", redis_server, letta_stack.base_url, shared_database, tmp_path)
     try:
         yield a, b
     finally:
@@ -132,3 +147,41 @@ async def test_killing_or_stopping_the_owner_mid_answer_loses_nothing(
     hub = health(b)["hub"]
     assert isinstance(hub, dict)
     assert hub["takeovers"] == 1
+
+
+async def test_a_session_turn_taken_over_gets_its_answers_recorded(
+    letta_replicas: tuple[SpawnedServer, SpawnedServer], scripted_agent: CreateAgent
+) -> None:
+    a, b = letta_replicas
+    agent = await scripted_agent(PERSONAS[0])
+    async with httpx.AsyncClient(timeout=180) as client:
+        created = await client.post(a.url + "/v1/sessions", json={"agents": [{"agent_id": agent}]})
+        assert created.status_code == 201, created.text
+        session_id = created.json()["session_id"]
+        turn = await client.post(
+            f"{a.url}/v1/sessions/{session_id}/fanouts",
+            json={"message": SLOW, "options": {"on_disconnect": "continue"}},
+        )
+        assert turn.status_code == 201, turn.text
+        fanout_id = turn.json()["fanout_id"]
+        events: list[Event] = []
+        url = f"{b.url}/v1/fanouts/{fanout_id}/events"
+        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
+            async for sse in source.aiter_sse():
+                events.append(Event.from_json(sse.data))
+                if len(events) == 12:
+                    os.kill(a.process.pid, signal.SIGKILL)
+        a.process.wait()
+        assert events[-1].type == "fanout_done"
+        (column,) = {e.agent_id for e in events if e.type == "content"}
+
+        async def recorded() -> bool:
+            detail = (await client.get(f"{b.url}/v1/sessions/{session_id}")).json()
+            answer = detail["turns"][0]["answers"][column]
+            return bool(answer["state"] == "done")
+
+        await wait_until(recorded, "B to record the answer of the turn it took over")
+        detail = (await client.get(f"{b.url}/v1/sessions/{session_id}")).json()
+    answer = detail["turns"][0]["answers"][column]
+    assert answer["text"] == expected_answer(PERSONAS[0], SLOW)
+    assert answer["run_id"] == next(e.get("run_id") for e in events if e.type == "agent_start")
