@@ -357,6 +357,9 @@ class LettaSource:
                 async for sev in self._lose(reader, why):
                     yield sev
                 return
+            if self._owns_conversation and self.conversation_id is None:
+                # The spec was taken before the stream made its conversation: the run knows it.
+                await self._learn_conversation(run_id, reader)
             try:
                 response = self._response = await self._open_run(run_id, None)
             except Exception as exc:
@@ -370,6 +373,17 @@ class LettaSource:
             await self._close_responses(None)
             if self._owns_conversation and mapper.ended:
                 await self._discard()
+
+    async def _learn_conversation(self, run_id: str, reader: RunReader) -> None:
+        try:
+            run = await self._requests.runs.retrieve(run_id, timeout=self.cancel_timeout_s)
+        except (letta_client.LettaError, httpx.HTTPError) as exc:
+            logger.warning("looking up the conversation of run %s failed: %s", run_id, exc)
+            return
+        conversation_id = getattr(run, "conversation_id", None)
+        if isinstance(conversation_id, str) and conversation_id:
+            self.conversation_id = conversation_id
+            reader.start_fields["conversation_id"] = conversation_id
 
     async def _lose(self, reader: RunReader, why: str) -> AsyncGenerator[SourceEvent, None]:
         # A revived source that cannot continue its run: stop the run, tell the hub.

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from letta_client import AsyncLetta
+from letta_client import AsyncLetta, NotFoundError
 
 from orchestrator import Checkpoint, LettaDirectory, LettaSource, SourceEvent
 from orchestrator.stack._stack import StackInfo
@@ -177,3 +177,41 @@ async def test_a_revived_source_continues_the_run_after_the_checkpoint(
     assert text_of(read) + text_of(rest) == expected_answer(PERSONA, SLOW)
     assert rest[-1].type == "agent_done"
     assert first.cancelled_runs == []
+
+
+async def test_a_fresh_conversation_source_is_revived_from_a_spec_taken_before_it_streamed(
+    letta_client: AsyncLetta, scripted_agent: CreateAgent
+) -> None:
+    agent_id = await scripted_agent(PERSONA)
+    first = LettaSource(
+        letta_client, agent_id, fresh_conversation=True, keep_conversation=False, background=True
+    )
+    spec = json.loads(json.dumps(first.resume_spec()))  # a hub registers it before streaming
+    assert spec["conversation_id"] is None
+    read: list[SourceEvent] = []
+    stream = first.stream(SLOW)
+    async for sev in stream:
+        read.append(sev)
+        if sum(e.type == "content" for e in read) == 3:
+            break
+    await stream.aclose()  # type: ignore[attr-defined]
+    conversation_id = first.conversation_id
+    assert conversation_id is not None
+    assert read[0].data["conversation_id"] == conversation_id
+    checkpoint = Checkpoint(
+        first.agent_id,
+        first.label,
+        spec,
+        run_id=str(read[0].data["run_id"]),
+        cursor=int(read[-1].data["cursor"]),
+        started=True,
+    )
+
+    revived = LettaSource.revived(letta_client, checkpoint)
+    rest = await collect(revived.stream(SLOW))
+
+    assert text_of(read) + text_of(rest) == expected_answer(PERSONA, SLOW)
+    assert revived.conversation_id == conversation_id
+    # The revived source owns the conversation now: it is deleted once the run is over.
+    with pytest.raises(NotFoundError):
+        await letta_client.conversations.retrieve(conversation_id)
