@@ -16,7 +16,7 @@ import httpx
 import pytest
 from letta_client import AsyncLetta, NotFoundError
 
-from orchestrator import Checkpoint, LettaDirectory, LettaSource, SourceEvent
+from orchestrator import Checkpoint, LettaDirectory, LettaSource, SourceEvent, open_fanout
 from orchestrator.stack._stack import StackInfo
 from orchestrator.testing._modelserver import expected_answer
 from tests.letta._proxy import open_cut_proxy
@@ -215,3 +215,22 @@ async def test_a_fresh_conversation_source_is_revived_from_a_spec_taken_before_i
     # The revived source owns the conversation now: it is deleted once the run is over.
     with pytest.raises(NotFoundError):
         await letta_client.conversations.retrieve(conversation_id)
+
+
+async def test_a_fan_out_of_background_sources_carries_the_cursors(
+    letta_client: AsyncLetta, scripted_agent: CreateAgent
+) -> None:
+    personas = (PERSONA, "Oskar mends nets and speaks slowly.")
+    ids = [await scripted_agent(p) for p in personas]
+    message = "How was the sea today? [[words=15]]"
+    sources = [LettaSource(letta_client, a, background=True) for a in ids]
+    async with open_fanout(sources, message, timeout_s=60) as fanout:
+        events = [event async for event in fanout]
+    for agent_id, persona in zip(ids, personas, strict=True):
+        own = [e for e in events if e.agent_id == agent_id]
+        marks = [e.get("cursor") for e in own]
+        assert all(isinstance(m, int) for m in marks)
+        assert marks == sorted(set(marks))  # increasing; merged deltas keep the newest
+        assert own[-1].type == "agent_done"
+        text = "".join(str(e.get("delta")) for e in own if e.type == "content")
+        assert text == expected_answer(persona, message)
