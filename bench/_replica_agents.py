@@ -16,6 +16,7 @@ delivery latency as its arrival time minus ``sent_at``.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -27,7 +28,14 @@ import anyio
 
 from orchestrator import ScriptedDirectory, ScriptedSource, SourceEvent
 
-__all__ = ["Profile", "StampedSource", "directory", "expected_text", "profiles_from_env"]
+__all__ = [
+    "Profile",
+    "StampedSource",
+    "directory",
+    "expected_text",
+    "log_gc_pauses",
+    "profiles_from_env",
+]
 
 ENV = "BENCH_REPLICA_PROFILES"
 
@@ -105,8 +113,30 @@ def profiles_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Pro
     }
 
 
+def log_gc_pauses(path: str, min_ms: float = 2.0) -> None:
+    """Append ``<wall time> <generation> <ms>`` to ``path`` for each collection of this
+    process that takes ``min_ms`` or more (a stall every event of the process waits out)."""
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        ms = 1000 * (time.perf_counter() - started[0])
+        if ms >= min_ms:
+            with open(path, "a") as out:
+                out.write(f"{time.time():.4f} {info['generation']} {ms:.2f}\n")
+
+    gc.callbacks.append(callback)
+
+
 def directory() -> ScriptedDirectory:
-    """The directory ``orchestrator serve --scripted bench._replica_agents:directory`` serves."""
+    """The directory ``orchestrator serve --scripted bench._replica_agents:directory`` serves.
+
+    With ``$BENCH_GC_LOG`` set, the process also logs its garbage collection pauses there.
+    """
+    if os.environ.get("BENCH_GC_LOG"):
+        log_gc_pauses(os.environ["BENCH_GC_LOG"])
     agents: dict[str, Any] = {}
     for name, profile in profiles_from_env().items():
         tick = 1 / profile.tokens_per_s if profile.tokens_per_s > 0 else 0.0
