@@ -118,6 +118,17 @@ class Proc:
             self.popen.wait()
 
 
+def _cpu_pressure_us() -> float | None:
+    # Linux PSI: microseconds during which some runnable task waited for a CPU.
+    try:
+        for line in Path("/proc/pressure/cpu").read_text().splitlines():
+            if line.startswith("some"):
+                return float(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _own_cpu_s() -> float:
     times = psutil.Process().cpu_times()
     return float(times.user + times.system)
@@ -556,6 +567,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     env = {ENV: json.dumps({name: p.to_json() for name, p in profiles.items()})}
     load_before = os.getloadavg()[0]
+    pressure_before = _cpu_pressure_us()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as tmp_name:
         tmp = Path(tmp_name)
@@ -596,8 +608,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "lease_s": args.lease_s,
         "profiles": {name: p.to_json() for name, p in profiles.items()},
     }
+    elapsed = time.monotonic() - started
+    pressure_after = _cpu_pressure_us()
+    waited = (
+        round(100 * (pressure_after - pressure_before) / 1e6 / elapsed, 1)
+        if pressure_before is not None and pressure_after is not None
+        else None
+    )
     result["machine"] = {
         "cores": os.cpu_count(),
+        # Share of the run's time in which some task (ours or another's) waited for a CPU.
+        "cpu_pressure_some_percent": waited,
         "python": sys.version.split()[0],
         "redis": redis_version,
         "load_average_1m_before": round(load_before, 2),
