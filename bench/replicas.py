@@ -421,6 +421,8 @@ class Bench:
             "last_index_by_a": last_by_a,
             "first_resumed_index": events[resumed]["index"],
             "first_resumed_event": events[resumed]["type"],
+            # Made by the revived source (after the kill), not by A.
+            "first_resumed_made_after_kill": events[resumed].get("sent_at", 0.0) > killed_at,
             "lease_ttl_at_kill_ms": lease_ttl_ms,
             "from_kill_s": round(first_resumed_at - killed_at, 3),
             "from_lease_expiry_s": round(first_resumed_at - expiry, 3),
