@@ -17,7 +17,7 @@ from ._hub import TakeoverHook as TakeoverHook
 from ._hub import open_hub as open_hub
 from ._log import EventLog as EventLog
 from ._log import LogSubscription as LogSubscription
-from ._redis import MirrorFanOut as MirrorFanOut
 from ._redis import RedisFanOutHub as RedisFanOutHub
-from ._redis import Reviver as Reviver
 from ._redis import open_redis_hub as open_redis_hub
+from ._redis_entries import MirrorFanOut as MirrorFanOut
+from ._redis_wire import Reviver as Reviver

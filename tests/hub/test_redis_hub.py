@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator import ConversationBusyError, Event, HubUnavailableError, UnknownFanOutError
-from orchestrator._hub._redis import RedisFanOutHub, open_redis_hub, redact_url
+from orchestrator._hub._redis import RedisFanOutHub, open_redis_hub
+from orchestrator._hub._redis_wire import redact_url
 from orchestrator.testing import ScriptedSource
 from tests._redis import RedisProcess
 from tests._wait import wait_until
