@@ -69,7 +69,10 @@ class Owner:
             owned.published.set()
 
     async def flush(self, owned: Owned, batch: list[Event]) -> bool:
-        """XADD ``batch``; retries until Redis takes it. False when another owner wrote."""
+        """Append ``batch`` to the Stream (one script call); retries until Redis takes it.
+
+        Returns False when another replica owns the fan-out now (its entries are there).
+        """
         fanout_id = owned.entry.fanout_id
         key = self.hub.keys.events(fanout_id)
         delay = 0.05
@@ -82,19 +85,17 @@ class Owner:
                     batch = [event for event in batch if event.index > last]
                     if not batch:
                         return True
-                pipe = self.hub._r.pipeline(transaction=False)
+                args: list[str | int] = [
+                    self.hub.max_events,
+                    self.hub._running_ttl_ms(),
+                    batch[-1].index + 1,
+                ]
                 for event in batch:
-                    pipe.xadd(
-                        key,
-                        {"e": event.to_json()},
-                        id=entry_id(event.index),
-                        maxlen=self.hub.max_events,
-                        approximate=True,
-                    )
-                ttl = self.hub._running_ttl_ms()
-                pipe.pexpire(key, ttl)
-                pipe.hset(self.hub.keys.registry(fanout_id), "events", batch[-1].index + 1)
-                await pipe.execute()
+                    args.append(entry_id(event.index))
+                    args.append(event.to_json())
+                await self.hub._append_events(
+                    keys=[key, self.hub.keys.registry(fanout_id)], args=args
+                )
                 return True
             except ResponseError as exc:
                 if "equal or smaller" not in str(exc):

@@ -16,6 +16,7 @@ from .._core._types import CancelReason
 from ._hub import FanOutHub, HubFanOut
 from ._redis_entries import Owned
 from ._redis_wire import (
+    APPEND,
     LOCK_ALL,
     RELEASE,
     RENEW,
@@ -63,6 +64,7 @@ class RedisHubBase(FanOutHub):
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
         self._lock_all = client.register_script(LOCK_ALL)
+        self._append_events = client.register_script(APPEND)
 
     # -- the hub interface ------------------------------------------------------------------
 
