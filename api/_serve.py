@@ -120,6 +120,13 @@ def serve(
     retention_s: Annotated[
         float, typer.Option(help="Seconds a finished fan-out stays resumable.")
     ] = 600.0,
+    max_log_events: Annotated[
+        int,
+        typer.Option(
+            help="Events kept per fan-out (in memory, and in Redis with --redis); a reader "
+            "further behind than that gets 410."
+        ),
+    ] = 10_000,
     ping_s: Annotated[float, typer.Option(help="SSE keep-alive interval.")] = 15.0,
     database_url: Annotated[
         str | None,
@@ -181,6 +188,7 @@ def serve(
             max_agents=max_agents,
             max_active_fanouts=max_active,
             retention_s=retention_s,
+            max_log_events=max_log_events,
             ping_s=ping_s,
         )
         check_bind(host, settings)
