@@ -13,6 +13,7 @@ from .._core._events import Event
 from .._core._exceptions import (
     UnknownAgentError,
 )
+from .._core._types import CANCEL_REASONS
 from ._hub import HubFanOut
 from ._log import LogSubscription
 from ._redis_entries import Owned
@@ -99,7 +100,13 @@ class Owner:
                 return True
             except ResponseError as exc:
                 if "equal or smaller" not in str(exc):
-                    raise
+                    # Redis refused the write (out of memory, read-only replica, ...): as
+                    # good as down for this fan-out; keep the events and try again.
+                    self.hub._failed(exc)
+                    unsure = True
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
                 if not unsure:
                     unsure = True
                     continue
@@ -241,6 +248,8 @@ class Owner:
                     await self.drain(o.entry.fanout_id)
             except RedisError as exc:
                 self.hub._failed(exc)
+            except Exception:
+                logger.exception("Redis hub heartbeat failed; trying again")
             await anyio.sleep(interval)
 
     async def relet(self, owned: Owned) -> None:
@@ -270,7 +279,10 @@ class Owner:
         for raw in commands:
             try:
                 command = orjson.loads(raw)
-                owned.entry.cancel(command.get("agent_id"), command.get("reason") or "user")
+                reason = command.get("reason")
+                owned.entry.cancel(
+                    command.get("agent_id"), reason if reason in CANCEL_REASONS else "user"
+                )
             except (orjson.JSONDecodeError, UnknownAgentError, AttributeError) as exc:
                 logger.warning("fan-out %s: ignored command %r: %s", fanout_id, raw, exc)
 

@@ -163,18 +163,31 @@ class RedisFanOutHub(RedisHubBase):
             raise UnknownFanOutError(f"no fan-out {fanout_id!r}")
         try:
             # Caught up before anyone reads it: a reader resuming after index n gets n+1 on.
-            events = await self._read_all(fanout_id)
+            events, broken = await self._read_all(fanout_id)
         except RedisError as exc:
             raise self._unavailable(exc) from None
         entry = self._fanouts.get(fanout_id)  # found by another request meanwhile
         if entry is not None:
             return entry
-        mirror = MirrorFanOut(self, fanout_id, record)
+        try:
+            mirror = MirrorFanOut(self, fanout_id, record)
+        except (ValueError, TypeError) as exc:  # a registry entry written by something else
+            raise UnknownFanOutError(
+                f"fan-out {fanout_id!r} cannot be read from Redis: its registry entry is "
+                f"not one this hub wrote ({exc})"
+            ) from None
         mirror.log = EventLog(self.max_events, first_index=events[0].index if events else 0)
         for event in events:
+            if event.index != mirror.log.next_index:
+                broken = f"event {event.index} in Redis follows {mirror.log.next_index - 1}"
+                break
             await mirror.log.append(event)  # nobody reads it yet: never waits
         self._fanouts[fanout_id] = mirror
-        if events and events[-1].type == "fanout_done":
+        if broken is not None:
+            mirror.error = broken
+            logger.error("fan-out %s: %s", fanout_id, broken)
+            self._ended(mirror)
+        elif events and events[-1].type == "fanout_done":
             self._ended(mirror)
         else:
             self._tg.start_soon(self._follow, mirror, name=f"hub:follow:{fanout_id}")
@@ -256,7 +269,12 @@ class RedisFanOutHub(RedisHubBase):
                             f"longer retained (next retained: {index})"
                         )
                         return
-                    event = decode_event(fields)
+                    try:
+                        event = decode_event(fields)
+                    except (ValueError, KeyError) as exc:  # EventFormatError, bad JSON
+                        mirror.error = f"event {index} in Redis is not a valid event: {exc}"
+                        logger.error("fan-out %s: %s", mirror.fanout_id, mirror.error)
+                        return
                     await log.append(event)
                     if event.type == "fanout_done":
                         return

@@ -95,15 +95,21 @@ class RedisHubBase(FanOutHub):
                 await anyio.sleep(min(0.1 * 2**attempt, 2.0))
         logger.error("cancel of fan-out %s could not reach Redis", fanout_id)
 
-    async def _read_all(self, fanout_id: str) -> list[Event]:
+    async def _read_all(self, fanout_id: str) -> tuple[list[Event], str | None]:
+        """Every retained event of the fan-out, in order; stops at the first entry that is
+        not a valid event and says why (second item, ``None`` when all were valid)."""
         key = self.keys.events(fanout_id)
         events: list[Event] = []
         start = "-"
         while True:
             page = await self._r.xrange(key, min=start, max="+", count=SCAN_PAGE)
-            events.extend(decode_event(fields) for _, fields in page)
+            for raw_id, fields in page:
+                try:
+                    events.append(decode_event(fields))
+                except (ValueError, KeyError) as exc:  # EventFormatError, bad JSON
+                    return events, f"entry {raw_id!r} in Redis is not a valid event: {exc!r}"
             if len(page) < SCAN_PAGE:
-                return events
+                return events, None
             start = "(" + page[-1][0].decode()
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -121,7 +127,11 @@ class RedisHubBase(FanOutHub):
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
-            await coro
+            # A background step's failure is logged; it never takes the hub down.
+            try:
+                await coro
+            except Exception:
+                logger.exception("Redis hub: a background step failed")
 
         self._tg.start_soon(run)
 

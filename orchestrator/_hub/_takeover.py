@@ -11,6 +11,7 @@ import anyio
 import orjson
 
 from .._core._events import Event
+from .._core._exceptions import EventFormatError
 from .._core._fanout import open_fanout
 from .._core._options import FanOutOptions, parse_policy
 from .._core._source import Checkpoint, Source
@@ -63,16 +64,37 @@ class Takeover:
                     if await self.hub._r.set(
                         self.hub.keys.lease(fanout_id), self.hub.replica_id, nx=True, px=lease_ms
                     ):
-                        await self.take_over(fanout_id)
+                        await self._take_over_or_give_up(fanout_id)
             except RedisError as exc:
                 self.hub._failed(exc)
+
+    async def _take_over_or_give_up(self, fanout_id: str) -> None:
+        try:
+            await self.take_over(fanout_id)
+        except RedisError:
+            raise  # the lease runs out and a scan tries again once Redis answers
+        except Exception as exc:
+            # Not Redis: what is stored cannot be continued (a corrupt entry, say). Retrying
+            # would fail the same way on every replica: end it as failed, with the reason.
+            logger.exception("takeover of fan-out %s failed; marking it failed", fanout_id)
+            await self.hub._r.hset(
+                self.hub.keys.registry(fanout_id),
+                mapping={
+                    "state": "finished",
+                    "finished_at": time.time(),
+                    "error": f"takeover failed: {type(exc).__name__}: {exc}",
+                },
+            )
+            await self.hub._r.srem(self.hub.keys.running, fanout_id)
 
     async def take_over(self, fanout_id: str) -> None:
         record = await self.hub._r.hgetall(self.hub.keys.registry(fanout_id))
         if not record:
             await self.hub._r.srem(self.hub.keys.running, fanout_id)
             return
-        events = await self.hub._read_all(fanout_id)
+        events, broken = await self.hub._read_all(fanout_id)
+        if broken is not None:
+            raise EventFormatError(f"fan-out {fanout_id}: {broken}")
         self.hub.takeovers += 1
         logger.warning(
             "taking over fan-out %s from replica %s (%d events logged)",

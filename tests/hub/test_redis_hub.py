@@ -215,3 +215,58 @@ def test_the_redis_url_is_shown_without_its_password() -> None:
     assert redact_url("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact_url("redis://:secret@host/0") == "redis://:***@host/0"
     assert redact_url("redis://host:6379") == "redis://host:6379"
+
+
+def _plant(server: RedisProcess, prefix: str, fanout_id: str, *, running: bool) -> None:
+    """A fan-out in Redis whose second event is not JSON (written by something else)."""
+    start = Event("fanout_start", fanout_id, None, None, 0, 0, 0.0, {"prompt": "hi"})
+    with server.client() as client:
+        client.hset(
+            f"{prefix}fo:{{{fanout_id}}}",
+            mapping={
+                "state": "running" if running else "finished",
+                "prompt": "hi",
+                "agents": '{"x": "x"}',
+                "options": "{}",
+                "created_at": 1.0,
+            },
+        )
+        client.xadd(f"{prefix}fo:{{{fanout_id}}}:events", {"e": start.to_json()}, id="0-1")
+        client.xadd(f"{prefix}fo:{{{fanout_id}}}:events", {"e": "{not json"}, id="1-1")
+        if running:
+            client.sadd(f"{prefix}running", fanout_id)
+
+
+async def test_an_event_in_redis_that_is_not_one_ends_the_copy_with_a_reason(
+    redis_server: RedisProcess, prefix: str
+) -> None:
+    _plant(redis_server, prefix, "f-planted", running=False)
+    async with open_redis_hub(redis_server.url, prefix=prefix) as hub:
+        mirror = await hub.find("f-planted")
+        async with mirror.watch() as sub:
+            events = [event async for event in sub]
+        assert [e.type for e in events] == ["fanout_start"]
+        assert mirror.error is not None
+        assert "1-1" in mirror.error
+        assert "not a valid event" in mirror.error
+        assert mirror.summary()["agents"]["x"]["state"] == "pending"
+
+
+async def test_a_fanout_that_cannot_be_taken_over_is_marked_failed(
+    redis_server: RedisProcess, prefix: str
+) -> None:
+    _plant(redis_server, prefix, "f-corrupt", running=True)  # running, and nobody's lease
+    async with open_redis_hub(redis_server.url, prefix=prefix, lease_s=0.4) as hub:
+
+        def given_up() -> bool:
+            with redis_server.client() as client:
+                record = client.hgetall(f"{prefix}fo:{{f-corrupt}}")
+                return record.get(b"state") == b"finished"
+
+        await wait_until(given_up, "the scanner to give the fan-out up")
+        with redis_server.client() as client:
+            record = client.hgetall(f"{prefix}fo:{{f-corrupt}}")
+            assert not client.sismember(f"{prefix}running", "f-corrupt")
+        assert b"takeover failed" in record[b"error"]
+        assert b"not a valid event" in record[b"error"]
+        assert hub.health()["ok"] is True  # the hub itself carries on
