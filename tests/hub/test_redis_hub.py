@@ -261,7 +261,7 @@ async def test_a_fanout_that_cannot_be_taken_over_is_marked_failed(
         def given_up() -> bool:
             with redis_server.client() as client:
                 record = client.hgetall(f"{prefix}fo:{{f-corrupt}}")
-                return record.get(b"state") == b"finished"
+                return bool(record.get(b"state") == b"finished")
 
         await wait_until(given_up, "the scanner to give the fan-out up")
         with redis_server.client() as client:
