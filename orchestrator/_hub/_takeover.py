@@ -205,7 +205,11 @@ class Takeover:
             sources.append(source)
         t_inner = 0.0
         if sources:
-            inner_policy = "all" if need is None else f"quorum:{need - succeeded}"
+            # What the policy still needs of the agents left (a quorum that can no longer be
+            # reached waits for all of them, as the merger would).
+            inner_policy = (
+                "all" if need is None else f"quorum:{min(need - succeeded, len(sources))}"
+            )
             options = FanOutOptions(**{**entry.options.to_dict(), "policy": inner_policy})
             async with open_fanout(sources, entry.prompt, options, fanout_id=fanout_id) as inner:
                 entry._fanout = inner

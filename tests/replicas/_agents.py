@@ -13,6 +13,7 @@ from orchestrator.testing import ScriptedDirectory, ScriptedSource
 
 TOKENS = 150
 AGENTS = ("alpha", "beta", "gamma")
+QUICK_TOKENS = 5  # "quick" answers in a few tokens, then the others go on
 
 
 def answer(agent_id: str) -> str:
@@ -21,7 +22,8 @@ def answer(agent_id: str) -> str:
 
 
 def _tokens(agent_id: str) -> list[str]:
-    return [f"{agent_id}-{n} " for n in range(TOKENS)]
+    count = QUICK_TOKENS if agent_id == "quick" else TOKENS
+    return [f"{agent_id}-{n} " for n in range(count)]
 
 
 class _Conversation(ScriptedSource):
@@ -39,4 +41,4 @@ def directory() -> ScriptedDirectory:
     def busy(agent_id: str, label: str) -> ScriptedSource:
         return _Conversation(agent_id, _tokens(agent_id), delay_s=delay, label=label)
 
-    return ScriptedDirectory({**dict.fromkeys(AGENTS, make), "busy": busy})
+    return ScriptedDirectory({**dict.fromkeys((*AGENTS, "quick"), make), "busy": busy})

@@ -25,11 +25,11 @@ from tests.replicas.conftest import health, start_replica
 SSE = {"Accept": "text/event-stream"}
 
 
-def body(*agents: str, on_disconnect: str = "continue") -> dict[str, Any]:
+def body(*agents: str, on_disconnect: str = "continue", **options: Any) -> dict[str, Any]:
     return {
         "agents": [{"agent_id": a} for a in agents],
         "message": "go",
-        "options": {"on_disconnect": on_disconnect},
+        "options": {"on_disconnect": on_disconnect, **options},
     }
 
 
@@ -61,6 +61,11 @@ async def read(
             if stop_after is not None and len(events) >= stop_after:
                 break
     return events
+
+
+def ends_before_kill(events: list[Event]) -> bool:
+    """Fails the test (instead of waiting forever on a process never killed)."""
+    raise AssertionError(f"the owner was never killed; events: {[e.type for e in events]}")
 
 
 def texts(events: list[Event]) -> dict[str, str]:
@@ -219,3 +224,37 @@ async def test_an_agent_that_cannot_be_revived_ends_replica_lost(
     assert texts(events)["alpha"] == answer("alpha")
     # B took its conversation's lock over, and gives it back after the end.
     await wait_until(lambda: _locks_free(a, b), "B to release the lock", timeout_s=10)
+
+
+async def test_a_taken_over_fanout_keeps_its_completion_policy(
+    replicas: tuple[SpawnedServer, SpawnedServer],
+) -> None:
+    """quorum:2 with one agent done before the kill: after the takeover one more success
+    ends it, and the last agent is cancelled with reason policy, as without a takeover."""
+    a, b = replicas
+    async with httpx.AsyncClient(timeout=60) as client:
+        created = await client.post(
+            a.url + "/v1/fanouts", json=body("quick", "alpha", "beta", policy="quorum:2")
+        )
+        assert created.status_code == 201, created.text
+        fanout_id = created.json()["fanout_id"]
+        events: list[Event] = []
+        url = f"{b.url}/v1/fanouts/{fanout_id}/events"
+        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
+            async for sse in source.aiter_sse():
+                event = Event.from_json(sse.data)
+                events.append(event)
+                if event.type == "agent_done" and event.agent_id == "quick":
+                    os.kill(a.process.pid, signal.SIGKILL)
+        assert a.process.poll() is not None or ends_before_kill(events)
+        a.process.wait()
+    assert_contiguous(events)
+    ends = {e.agent_id: e for e in events if e.is_terminal}
+    assert ends["quick"].type == "agent_done"
+    kinds = sorted((ends["alpha"].type, ends["beta"].type))
+    assert kinds == ["agent_cancelled", "agent_done"]
+    cancelled = next(e for e in (ends["alpha"], ends["beta"]) if e.type == "agent_cancelled")
+    assert cancelled.get("reason") == "policy"
+    done = next(e for e in (ends["alpha"], ends["beta"]) if e.type == "agent_done")
+    assert texts(events)[done.agent_id or ""] == answer(done.agent_id or "")
+    assert events[-1].get("counts") == {"done": 2, "error": 0, "cancelled": 1}
