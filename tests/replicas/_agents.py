@@ -13,7 +13,8 @@ from orchestrator.testing import ScriptedDirectory, ScriptedSource
 
 TOKENS = 150
 AGENTS = ("alpha", "beta", "gamma")
-QUICK_TOKENS = 5  # "quick" answers in a few tokens, then the others go on
+# "quick" answers in a few tokens, "long" takes three times as long as the others.
+LENGTHS = {"quick": 5, "long": 3 * TOKENS}
 
 
 def answer(agent_id: str) -> str:
@@ -22,7 +23,7 @@ def answer(agent_id: str) -> str:
 
 
 def _tokens(agent_id: str) -> list[str]:
-    count = QUICK_TOKENS if agent_id == "quick" else TOKENS
+    count = LENGTHS.get(agent_id, TOKENS)
     return [f"{agent_id}-{n} " for n in range(count)]
 
 
@@ -41,4 +42,4 @@ def directory() -> ScriptedDirectory:
     def busy(agent_id: str, label: str) -> ScriptedSource:
         return _Conversation(agent_id, _tokens(agent_id), delay_s=delay, label=label)
 
-    return ScriptedDirectory({**dict.fromkeys((*AGENTS, "quick"), make), "busy": busy})
+    return ScriptedDirectory({**dict.fromkeys((*AGENTS, *LENGTHS), make), "busy": busy})

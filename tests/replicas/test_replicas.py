@@ -63,11 +63,6 @@ async def read(
     return events
 
 
-def ends_before_kill(events: list[Event]) -> bool:
-    """Fails the test (instead of waiting forever on a process never killed)."""
-    raise AssertionError(f"the owner was never killed; events: {[e.type for e in events]}")
-
-
 def texts(events: list[Event]) -> dict[str, str]:
     out: dict[str, str] = {}
     for event in events:
@@ -230,15 +225,16 @@ async def test_a_taken_over_fanout_keeps_its_completion_policy(
     replicas: tuple[SpawnedServer, SpawnedServer],
 ) -> None:
     """quorum:2 with one agent done before the kill: after the takeover one more success
-    ends it, and the last agent is cancelled with reason policy, as without a takeover."""
+    ends it, and the slowest agent is cancelled with reason policy, as without a takeover."""
     a, b = replicas
     async with httpx.AsyncClient(timeout=60) as client:
         created = await client.post(
-            a.url + "/v1/fanouts", json=body("quick", "alpha", "beta", policy="quorum:2")
+            a.url + "/v1/fanouts", json=body("quick", "alpha", "long", policy="quorum:2")
         )
         assert created.status_code == 201, created.text
         fanout_id = created.json()["fanout_id"]
         events: list[Event] = []
+        killed = False
         url = f"{b.url}/v1/fanouts/{fanout_id}/events"
         async with aconnect_sse(client, "GET", url, headers=SSE) as source:
             async for sse in source.aiter_sse():
@@ -246,15 +242,14 @@ async def test_a_taken_over_fanout_keeps_its_completion_policy(
                 events.append(event)
                 if event.type == "agent_done" and event.agent_id == "quick":
                     os.kill(a.process.pid, signal.SIGKILL)
-        assert a.process.poll() is not None or ends_before_kill(events)
+                    killed = True
+        assert killed, [e.type for e in events]
         a.process.wait()
     assert_contiguous(events)
     ends = {e.agent_id: e for e in events if e.is_terminal}
     assert ends["quick"].type == "agent_done"
-    kinds = sorted((ends["alpha"].type, ends["beta"].type))
-    assert kinds == ["agent_cancelled", "agent_done"]
-    cancelled = next(e for e in (ends["alpha"], ends["beta"]) if e.type == "agent_cancelled")
-    assert cancelled.get("reason") == "policy"
-    done = next(e for e in (ends["alpha"], ends["beta"]) if e.type == "agent_done")
-    assert texts(events)[done.agent_id or ""] == answer(done.agent_id or "")
+    assert ends["alpha"].type == "agent_done"
+    assert texts(events)["alpha"] == answer("alpha")
+    assert ends["long"].type == "agent_cancelled"
+    assert ends["long"].get("reason") == "policy"
     assert events[-1].get("counts") == {"done": 2, "error": 0, "cancelled": 1}
