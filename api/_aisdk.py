@@ -45,7 +45,6 @@ from ._frontends import (
     ConversationId,
     FanOutStart,
     FreeJson,
-    app_dict,
     check_strings,
     clean,
     protocol_stream,
@@ -436,11 +435,8 @@ async def chat_ui_message_stream(
     )
     entry = started.entry
     column = _pick(entry, body.column)
-    chats: dict[str, tuple[str, str]] = app_dict(request, "ui_message_chats")
-    chats.pop(body.id, None)
-    chats[body.id] = (entry.fanout_id, column)
-    while len(chats) > _MAX_CHATS:
-        del chats[next(iter(chats))]
+    # Kept in the hub, so that useChat's resume finds it on whichever replica it lands.
+    await state.require_hub().remember(_chat_key(body.id), f"{entry.fanout_id}\t{column}")
     return _column_response(state, started, column, True)
 
 
@@ -451,10 +447,10 @@ async def chat_ui_message_stream(
 )
 async def resume_chat_stream(chat_id: str, request: Request, state: State) -> Response:
     """`useChat`'s resume: the latest stream of chat `chat_id`, replayed then live."""
-    chats: dict[str, tuple[str, str]] = app_dict(request, "ui_message_chats")
-    found = chats.get(chat_id)
-    if found is None:
+    note = await state.require_hub().recall(_chat_key(chat_id))
+    if note is None or "\t" not in note:
         return Response(status_code=204)
+    found = note.split("\t", 1)
     try:
         entry = await find(state, found[0])
     except ApiError:
@@ -465,7 +461,8 @@ async def resume_chat_stream(chat_id: str, request: Request, state: State) -> Re
     return _column_response(state, FanOutStart(entry, None), found[1], False)
 
 
-_MAX_CHATS = 1000
+def _chat_key(chat_id: str) -> str:
+    return f"ui-message-chat:{chat_id}"
 
 
 def _column(entry: HubFanOut, agent_id: str) -> str:

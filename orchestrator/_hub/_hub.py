@@ -268,6 +268,7 @@ class FanOutHub:
         self._tombstones: OrderedDict[str, None] = OrderedDict()
         self._observers: list[EventObserver] = []
         self._takeover_hooks: list[TakeoverHook] = []
+        self._notes: OrderedDict[str, str] = OrderedDict()
 
     @property
     def active(self) -> int:
@@ -377,6 +378,22 @@ class FanOutHub:
     def health(self) -> JSON:
         """The backend and whether it works, for ``/healthz``."""
         return {"backend": "memory", "ok": True}
+
+    async def remember(self, key: str, value: str) -> None:
+        """Keep a small note that every replica can :meth:`recall` for ``retention_s``.
+
+        For what an adapter must find again on whichever replica a client's next request
+        lands (the AI SDK's chat id -> its latest fan-out). This hub keeps the newest
+        ``max_retained`` notes in memory; the Redis hub keeps them in Redis.
+        """
+        self._notes.pop(key, None)
+        self._notes[key] = value
+        while len(self._notes) > self.max_retained:
+            self._notes.popitem(last=False)
+
+    async def recall(self, key: str) -> str | None:
+        """The note kept under ``key``, if any."""
+        return self._notes.get(key)
 
     def get(self, fanout_id: str) -> HubFanOut:
         """The retained fan-out of that id.

@@ -193,6 +193,25 @@ class RedisFanOutHub(RedisHubBase):
             self._tg.start_soon(self._follow, mirror, name=f"hub:follow:{fanout_id}")
         return mirror
 
+    async def remember(self, key: str, value: str) -> None:
+        """Keep a note every replica can :meth:`recall`, in Redis, for ``retention_s``.
+
+        Raises :class:`HubUnavailableError` when Redis cannot be reached.
+        """
+        try:
+            await self._r.set(self.keys.note(key), value, px=int(self.retention_s * 1000))
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+
+    async def recall(self, key: str) -> str | None:
+        """The note kept under ``key`` by any replica, if any (``HubUnavailableError`` when
+        Redis cannot be reached)."""
+        try:
+            value = await self._r.get(self.keys.note(key))
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        return value.decode() if value is not None else None
+
     async def listing(self, limit: int = 50) -> list[JSON]:
         """Every replica's retained fan-outs, newest first."""
         try:

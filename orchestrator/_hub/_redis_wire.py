@@ -113,6 +113,9 @@ class Keys:
     def replica(self, replica_id: str) -> str:
         return f"{self.prefix}replica:{replica_id}"
 
+    def note(self, key: str) -> str:
+        return f"{self.prefix}note:{key}"
+
     def conversation(self, key: str) -> str:
         return f"{self.prefix}conv:{key}"
 

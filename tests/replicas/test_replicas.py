@@ -253,3 +253,41 @@ async def test_a_taken_over_fanout_keeps_its_completion_policy(
     assert ends["long"].type == "agent_cancelled"
     assert ends["long"].get("reason") == "policy"
     assert events[-1].get("counts") == {"done": 2, "error": 0, "cancelled": 1}
+
+
+async def test_use_chat_resumes_on_another_replica(
+    replicas: tuple[SpawnedServer, SpawnedServer],
+) -> None:
+    """The AI SDK's resume (`GET /v1/ui-message-stream/{chat}/stream`) finds the chat's
+    stream on B although A started it: the chat's latest fan-out is kept in Redis."""
+    a, b = replicas
+    resume = f"{b.url}/v1/ui-message-stream/chat-r/stream"
+    body = {
+        "id": "chat-r",
+        "messages": [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "go"}]}],
+        "agents": [{"agent_id": "long"}],
+        "options": {"on_disconnect": "continue"},
+    }
+    async with httpx.AsyncClient(timeout=60) as client:
+        assert (await client.get(resume)).status_code == 204  # nothing sent yet
+        async with client.stream("POST", f"{a.url}/v1/ui-message-stream", json=body) as first:
+            assert first.status_code == 200
+            fanout_id = first.headers["x-fanout-id"]
+            async with client.stream("GET", resume) as again:
+                assert again.status_code == 200
+                assert again.headers["x-vercel-ai-ui-message-stream"] == "v1"
+                deltas: list[str] = []
+                async for line in again.aiter_lines():
+                    if line.startswith("data:") and '"text-delta"' in line:
+                        deltas.append(line)
+                        if len(deltas) == 3:
+                            break
+        assert '"long-0 "' in deltas[0]
+        cancel = await client.post(f"{b.url}/v1/fanouts/{fanout_id}/cancel", json={})
+        assert cancel.status_code == 202
+        await read(client, b, fanout_id)  # to its end
+
+        async def ended() -> bool:
+            return (await client.get(resume)).status_code == 204
+
+        await wait_until(ended, "the ended chat to answer 204 on B")
