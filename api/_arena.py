@@ -244,7 +244,7 @@ async def cast_vote(
     entry = await find(state, fanout_id)
     store = await get_votes(conn)
     columns, running = fanout_columns(entry)
-    hidden = _blind.blind_maps(conn).get(fanout_id)
+    hidden = await _blind.blind_maps(conn).get(fanout_id, state.require_hub())
     real = hidden.to_real if hidden is not None else {}
     if hidden is not None:
         _check_blind(hidden, body)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import string
 from collections import OrderedDict
@@ -29,7 +30,7 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import HTTPConnection
 
-from orchestrator import Event, FanOutExpiredError, HubFanOut
+from orchestrator import Event, FanOutExpiredError, FanOutHub, HubFanOut
 
 from ._errors import ApiError, error_body, error_responses
 from ._fanouts import _SSE_RESPONSE, _EventStream
@@ -79,6 +80,18 @@ class BlindMap:
         order = list(columns)
         secrets.SystemRandom().shuffle(order)
         return cls(fanout_id, order, {c: "b" + secrets.token_hex(6) for c in order})
+
+    def to_json(self) -> str:
+        """The map as one JSON text (what the hub keeps for the other replicas)."""
+        return dumps({"order": self.order, "to_blind": self.to_blind, "secret": self.secret.hex()})
+
+    @classmethod
+    def from_json(cls, fanout_id: str, text: str) -> BlindMap:
+        """A map :meth:`to_json` wrote (raises ``ValueError`` for anything else)."""
+        data = json.loads(text)
+        return cls(
+            fanout_id, list(data["order"]), dict(data["to_blind"]), bytes.fromhex(data["secret"])
+        )
 
     @property
     def to_real(self) -> dict[str, str]:
@@ -134,23 +147,41 @@ class BlindMap:
 
 
 class BlindMaps:
-    """The app's blind maps, one per fan-out that a page watches blind."""
+    """The app's blind maps, one per fan-out that a page watches blind.
+
+    The map is drawn once per fan-out for every replica: it is kept in the hub (in Redis with
+    several replicas; the first replica to draw wins), and cached here.
+    """
 
     def __init__(self, limit: int = MAX_BLIND) -> None:
         self.limit = limit
         self._maps: OrderedDict[str, BlindMap] = OrderedDict()
 
-    def get(self, fanout_id: str) -> BlindMap | None:
-        return self._maps.get(fanout_id)
-
-    def get_or_draw(self, entry: HubFanOut) -> BlindMap:
-        found = self._maps.get(entry.fanout_id)
+    async def get(self, fanout_id: str, hub: FanOutHub) -> BlindMap | None:
+        found = self._maps.get(fanout_id)
         if found is None:
-            found = BlindMap.draw(entry.fanout_id, list(entry.agents))
-            self._maps[entry.fanout_id] = found
-            while len(self._maps) > self.limit:
-                self._maps.popitem(last=False)
+            kept = await hub.recall(_note(fanout_id))
+            if kept is not None:
+                found = self._cache(BlindMap.from_json(fanout_id, kept))
         return found
+
+    async def get_or_draw(self, entry: HubFanOut, hub: FanOutHub) -> BlindMap:
+        found = await self.get(entry.fanout_id, hub)
+        if found is None:
+            drawn = BlindMap.draw(entry.fanout_id, list(entry.agents))
+            kept = await hub.remember(_note(entry.fanout_id), drawn.to_json(), keep_existing=True)
+            found = self._cache(BlindMap.from_json(entry.fanout_id, kept))
+        return found
+
+    def _cache(self, found: BlindMap) -> BlindMap:
+        self._maps[found.fanout_id] = found
+        while len(self._maps) > self.limit:
+            self._maps.popitem(last=False)
+        return found
+
+
+def _note(fanout_id: str) -> str:
+    return f"blind:{fanout_id}"
 
 
 def blind_maps(conn: HTTPConnection) -> BlindMaps:
@@ -191,7 +222,7 @@ async def start_blind(fanout_id: str, conn: HTTPConnection, state: State) -> dic
     """Hide the fan-out's agents: opaque column ids in a random order (drawn once per
     fan-out), labelled `Answer A`, `Answer B`, ...; read the events at `events_url`."""
     entry = await find(state, fanout_id)
-    hidden = blind_maps(conn).get_or_draw(entry)
+    hidden = await blind_maps(conn).get_or_draw(entry, state.require_hub())
     return {
         "fanout_id": fanout_id,
         "events_url": blind_events_url(fanout_id),
@@ -216,7 +247,7 @@ async def blind_events(
     """The fan-out's events with its agents hidden (see `POST /v1/fanouts/{id}/blind`);
     resumable like the plain events endpoint."""
     entry = await find(state, fanout_id)
-    hidden = blind_maps(conn).get_or_draw(entry)
+    hidden = await blind_maps(conn).get_or_draw(entry, state.require_hub())
     start = last_event_id if last_event_id is not None else after
     after_index = -1 if start is None else start
     try:

@@ -379,17 +379,23 @@ class FanOutHub:
         """The backend and whether it works, for ``/healthz``."""
         return {"backend": "memory", "ok": True}
 
-    async def remember(self, key: str, value: str) -> None:
-        """Keep a small note that every replica can :meth:`recall` for ``retention_s``.
+    async def remember(self, key: str, value: str, *, keep_existing: bool = False) -> str:
+        """Keep a small note that every replica can :meth:`recall` for ``retention_s``;
+        returns the note now kept (an existing one wins with ``keep_existing``).
 
         For what an adapter must find again on whichever replica a client's next request
-        lands (the AI SDK's chat id -> its latest fan-out). This hub keeps the newest
-        ``max_retained`` notes in memory; the Redis hub keeps them in Redis.
+        lands (the AI SDK's chat id -> its latest fan-out, a blind mode's drawn order). This
+        hub keeps the newest ``max_retained`` notes in memory; the Redis hub keeps them in
+        Redis.
         """
+        existing = self._notes.get(key)
+        if keep_existing and existing is not None:
+            return existing
         self._notes.pop(key, None)
         self._notes[key] = value
         while len(self._notes) > self.max_retained:
             self._notes.popitem(last=False)
+        return value
 
     async def recall(self, key: str) -> str | None:
         """The note kept under ``key``, if any."""

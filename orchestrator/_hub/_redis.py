@@ -193,15 +193,20 @@ class RedisFanOutHub(RedisHubBase):
             self._tg.start_soon(self._follow, mirror, name=f"hub:follow:{fanout_id}")
         return mirror
 
-    async def remember(self, key: str, value: str) -> None:
-        """Keep a note every replica can :meth:`recall`, in Redis, for ``retention_s``.
+    async def remember(self, key: str, value: str, *, keep_existing: bool = False) -> str:
+        """Keep a note every replica can :meth:`recall`, in Redis, for ``retention_s``;
+        returns the note now kept (with ``keep_existing`` the first replica's wins).
 
         Raises :class:`HubUnavailableError` when Redis cannot be reached.
         """
+        ttl = int(self.retention_s * 1000)
         try:
-            await self._r.set(self.keys.note(key), value, px=int(self.retention_s * 1000))
+            if await self._r.set(self.keys.note(key), value, px=ttl, nx=keep_existing):
+                return value
+            kept = await self._r.get(self.keys.note(key))
         except RedisError as exc:
             raise self._unavailable(exc) from None
+        return kept.decode() if kept is not None else value
 
     async def recall(self, key: str) -> str | None:
         """The note kept under ``key`` by any replica, if any (``HubUnavailableError`` when

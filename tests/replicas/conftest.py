@@ -52,6 +52,9 @@ def start_replica(
             str(LEASE_S),
             "--token-secret",
             "a shared secret of the replicas",
+            # Votes and sessions: one database for both replicas (SQLite is enough here).
+            "--database-url",
+            f"sqlite:///{tmp_path / 'shared.db'}",
             "--log-level",
             "warning",
             *extra,

@@ -6,6 +6,7 @@ answer; Redis going away and coming back refuses new fan-outs (503), then recove
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -291,3 +292,36 @@ async def test_use_chat_resumes_on_another_replica(
             return (await client.get(resume)).status_code == 204
 
         await wait_until(ended, "the ended chat to answer 204 on B")
+
+
+async def test_blind_mode_is_the_same_on_every_replica(
+    replicas: tuple[SpawnedServer, SpawnedServer],
+) -> None:
+    """The drawn order is kept in Redis: a page that watches blind on A and votes through B
+    sees the same opaque columns, and its vote reveals the agents it ranked."""
+    a, b = replicas
+    async with httpx.AsyncClient(timeout=60) as client:
+        fanout_id = await start(client, a, "alpha", "beta")
+        views = [
+            (await client.post(f"{server.url}/v1/fanouts/{fanout_id}/blind")).json()
+            for server in (a, b, a)
+        ]
+        assert views[0]["columns"] == views[1]["columns"] == views[2]["columns"]
+        ids = [c["column_id"] for c in views[0]["columns"]]
+        blind: list[dict[str, Any]] = []
+        url = f"{b.url}/v1/fanouts/{fanout_id}/blind/events"
+        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
+            async for sse in source.aiter_sse():
+                blind.append(json.loads(sse.data))
+        assert {e["agent_id"] for e in blind if e["type"] == "content"} == set(ids)
+        # (The scripted answers spell their agent's name: only the envelope must not.)
+        assert not {e["agent_id"] for e in blind} & {"alpha", "beta"}
+        assert {e["label"] for e in blind if e["agent_id"]} == {"Answer A", "Answer B"}
+        vote = await client.post(
+            f"{b.url}/v1/fanouts/{fanout_id}/votes",
+            json={"winner": ids[1], "ranking": [ids[1], ids[0]], "voter": "ann"},
+        )
+        assert vote.status_code == 201, vote.text
+        revealed = vote.json()["revealed"]
+        assert {r["agent_id"] for r in revealed.values()} == {"alpha", "beta"}
+        assert vote.json()["winner"] == revealed[ids[1]]["column_id"]
