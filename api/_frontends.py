@@ -270,11 +270,25 @@ async def _ensure_session(
         raise ApiError(
             502, "letta_unavailable", f"the Letta server failed: {describe_exception(exc)}"
         ) from None
+    except Exception:
+        # With several replicas, another one may have created this thread's session a moment
+        # earlier (the lock below is per process): its row won, ours was rolled back.
+        if not await _session_exists(sessions, session_id):
+            raise
+
+
+async def _session_exists(sessions: Sessions, session_id: str) -> bool:
+    try:
+        await sessions.get(session_id)
+    except UnknownSessionError:
+        return False
+    return True
 
 
 @asynccontextmanager
 async def _creating(request: Request, key: str) -> AsyncIterator[None]:
-    # Two first calls of one thread at once must not both create its session.
+    # Two first calls of one thread at once must not both create its session (in this
+    # process; across replicas the database's key decides, see _ensure_session).
     locks: dict[str, list[Any]] = app_dict(request, "frontend_locks")
     held = locks.setdefault(key, [anyio.Lock(), 0])
     held[1] += 1
