@@ -185,6 +185,7 @@ def _open_hub(settings: ApiSettings, state: ApiState) -> AbstractAsyncContextMan
         url,
         lease_s=settings.lease_s,
         replica_id=settings.replica_id,
+        max_connections=settings.redis_max_connections,
         revive=revive,
         **common,
     )

@@ -148,6 +148,13 @@ def serve(
     lease_s: Annotated[
         float, typer.Option(help="With --redis: seconds before a dead replica's fan-outs move.")
     ] = 5.0,
+    redis_max_connections: Annotated[
+        int,
+        typer.Option(
+            help="With --redis: connections at most (one per fan-out read for another "
+            "replica, plus a few)."
+        ),
+    ] = 256,
     replica_id: Annotated[
         str | None,
         typer.Option(envvar="ORCHESTRATOR_REPLICA_ID", help="With --redis: this replica's name."),
@@ -183,6 +190,7 @@ def serve(
             database_url=database_url,
             redis_url=redis,
             lease_s=lease_s,
+            redis_max_connections=redis_max_connections,
             replica_id=replica_id,
             letta_background=letta_background,
             max_agents=max_agents,

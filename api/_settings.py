@@ -67,6 +67,9 @@ class ApiSettings:
     redis_url: str | None = field(default=None, repr=False)
     #: Seconds before another replica takes over a dead replica's fan-outs.
     lease_s: float = 5.0
+    #: Connections to Redis at most: each running fan-out this replica reads for another
+    #: holds one while it follows its Stream.
+    redis_max_connections: int = 256
     #: This replica's name in Redis and logs (default: host, pid and a random suffix).
     replica_id: str | None = None
     #: Send Letta requests in background mode (``background=True``): a dropped connection
@@ -93,6 +96,7 @@ class ApiSettings:
             "send_timeout_s",
             "health_timeout_s",
             "lease_s",
+            "redis_max_connections",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
