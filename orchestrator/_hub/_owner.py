@@ -137,7 +137,7 @@ class Owner:
         delay = 0.05
         while not owned.fenced:
             try:
-                pipe = self.hub._r.pipeline(transaction=False)
+                pipe = self.hub._r.pipeline(transaction=True)  # the end, all at once
                 pipe.hset(
                     self.hub.keys.registry(fanout_id),
                     mapping={

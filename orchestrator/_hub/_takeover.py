@@ -77,7 +77,8 @@ class Takeover:
             # Not Redis: what is stored cannot be continued (a corrupt entry, say). Retrying
             # would fail the same way on every replica: end it as failed, with the reason.
             logger.exception("takeover of fan-out %s failed; marking it failed", fanout_id)
-            await self.hub._r.hset(
+            pipe = self.hub._r.pipeline(transaction=True)  # both or neither
+            pipe.hset(
                 self.hub.keys.registry(fanout_id),
                 mapping={
                     "state": "finished",
@@ -85,7 +86,8 @@ class Takeover:
                     "error": f"takeover failed: {type(exc).__name__}: {exc}",
                 },
             )
-            await self.hub._r.srem(self.hub.keys.running, fanout_id)
+            pipe.srem(self.hub.keys.running, fanout_id)
+            await pipe.execute()
 
     async def take_over(self, fanout_id: str) -> None:
         record = await self.hub._r.hgetall(self.hub.keys.registry(fanout_id))
