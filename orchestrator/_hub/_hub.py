@@ -117,11 +117,22 @@ class HubFanOut:
             )
         if not self.running:
             return False
+        return self._cancel_running(agent_id, reason)
+
+    def _cancel_running(self, agent_id: str | None, reason: CancelReason) -> bool:
+        # What cancel() does once the id is checked and the fan-out still runs; kinds of
+        # fan-out run elsewhere (the Redis hub's) replace it.
         if self._fanout is None:
             # Not started yet: applied the moment the fan-out exists.
             self._pending.append((agent_id, reason))
             return True
         return self._fanout.cancel(agent_id, reason)
+
+    def _end(self) -> None:
+        # The log is complete: readers end after its last event, waiters wake.
+        self.log.close()
+        self.finished_at = self.finished_at or time.time()
+        self._done.set()
 
     @asynccontextmanager
     async def watch(self, after: int = -1) -> AsyncIterator[LogSubscription]:
@@ -225,9 +236,7 @@ class HubFanOut:
             # The conversations were claimed by start(); open_fanout gives them back too,
             # but it may never have run (cancelled before it started).
             conversation_claims.release(self.fanout_id)
-            self.log.close()
-            self.finished_at = time.time()
-            self._done.set()
+            self._end()
 
 
 class FanOutHub:

@@ -170,7 +170,7 @@ class RedisFanOutHub(RedisHubBase):
         if entry is not None:
             return entry
         try:
-            mirror = MirrorFanOut(self, fanout_id, record)
+            mirror = MirrorFanOut(self, fanout_id, record, self.max_events)
         except (ValueError, TypeError) as exc:  # a registry entry written by something else
             raise UnknownFanOutError(
                 f"fan-out {fanout_id!r} cannot be read from Redis: its registry entry is "
@@ -306,9 +306,7 @@ class RedisFanOutHub(RedisHubBase):
             self._ended(mirror)
 
     def _ended(self, mirror: MirrorFanOut) -> None:
-        mirror.log.close()
-        mirror.finished_at = mirror.finished_at or time.time()
-        mirror._done.set()
+        mirror._end()
         self._ended_at.setdefault(mirror.fanout_id, self._clock())
 
     async def _ended_without_events(self, mirror: MirrorFanOut) -> bool:

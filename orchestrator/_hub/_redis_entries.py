@@ -10,9 +10,6 @@ from typing import Protocol
 import anyio
 import orjson
 
-from .._core._exceptions import (
-    UnknownAgentError,
-)
 from .._core._options import FanOutOptions
 from .._core._types import JSON, CancelReason
 from ._fold import fold_agents
@@ -48,77 +45,61 @@ class Owned:
     stop_at: int | None = None
 
 
-def logged_summaries(entry: HubFanOut) -> dict[str, JSON]:
-    # A fan-out run elsewhere (or continued here) is described by its log alone.
-    last = entry.log.last()
-    if last is not None and last.type == "fanout_done":
-        return {a: dict(summary) for a, summary in last.data["summary"].items()}
-    folds = fold_agents(entry.agents, entry.log.snapshot(entry.log.first_index - 1))
-    return {
-        agent_id: {"label": fold.label, "state": fold.state, "events": fold.seq}
-        for agent_id, fold in folds.items()
-    }
+class RecordedFanOut(HubFanOut):
+    """A fan-out this replica knows from its registry entry and its log in Redis."""
 
-
-class MirrorFanOut(HubFanOut):
-    """Another replica's fan-out, read from Redis: its log is a copy, its cancel a command."""
-
-    def __init__(self, hub: _Commands, fanout_id: str, record: Mapping[bytes, bytes]):
-        agents = orjson.loads(record.get(b"agents", b"{}"))
-        options = FanOutOptions(**orjson.loads(record.get(b"options", b"{}")))
+    def __init__(self, fanout_id: str, record: Mapping[bytes, bytes], max_events: int):
+        """Raises ``ValueError`` or ``TypeError`` for an entry this hub did not write."""
         super().__init__(
             fanout_id,
             [],
             text_field(record, "prompt"),
-            options,
+            FanOutOptions(**orjson.loads(record.get(b"options", b"{}"))),
             "continue" if text_field(record, "on_disconnect") == "continue" else "cancel",
-            hub.max_events,
+            max_events,
         )
-        self.agents = dict(agents)
+        self.agents = dict(orjson.loads(record.get(b"agents", b"{}")))
         self.created_at = number_field(record, "created_at") or time.time()
         self.finished_at = number_field(record, "finished_at")
         self.error = text_field(record, "error") or None
+
+    def _agent_summaries(self) -> dict[str, JSON]:
+        # Run elsewhere (or continued here): described by its log alone.
+        last = self.log.last()
+        if last is not None and last.type == "fanout_done":
+            return {a: dict(summary) for a, summary in last.data["summary"].items()}
+        folds = fold_agents(self.agents, self.log.snapshot(self.log.first_index - 1))
+        return {
+            agent_id: {"label": fold.label, "state": fold.state, "events": fold.seq}
+            for agent_id, fold in folds.items()
+        }
+
+
+class MirrorFanOut(RecordedFanOut):
+    """Another replica's fan-out, read from Redis: its log is a copy, its cancel a command."""
+
+    def __init__(
+        self, hub: _Commands, fanout_id: str, record: Mapping[bytes, bytes], max_events: int
+    ):
+        super().__init__(fanout_id, record, max_events)
         self.owner = text_field(record, "owner") or None
         self._hub = hub
         self._shared = hub
 
-    def cancel(self, agent_id: str | None = None, reason: CancelReason = "user") -> bool:
-        """Send the owner a cancel command (through Redis); returns whether it still runs."""
-        if agent_id is not None and agent_id not in self.agents:
-            raise UnknownAgentError(
-                f"no agent {agent_id!r} in fan-out {self.fanout_id} "
-                f"(agents: {', '.join(self.agents)})"
-            )
-        if not self.running:
-            return False
+    def _cancel_running(self, agent_id: str | None, reason: CancelReason) -> bool:
+        # The owner applies it, wherever it runs.
         self._hub._spawn(self._hub.send_cancel(self.fanout_id, agent_id, reason))
         return True
 
     def brief(self) -> JSON:
         return {**super().brief(), "owner": self.owner}
 
-    def _agent_summaries(self) -> dict[str, JSON]:
-        return logged_summaries(self)
 
-
-class TakenOver(HubFanOut):
+class TakenOver(RecordedFanOut):
     """A dead replica's fan-out, continued here from its log."""
 
-    def cancel(self, agent_id: str | None = None, reason: CancelReason = "user") -> bool:
-        if agent_id is not None and agent_id not in self.agents:
-            raise UnknownAgentError(
-                f"no agent {agent_id!r} in fan-out {self.fanout_id} "
-                f"(agents: {', '.join(self.agents)})"
-            )
-        if not self.running:
-            return False
+    def _cancel_running(self, agent_id: str | None, reason: CancelReason) -> bool:
         inner = self._fanout
-        if inner is None:
-            self._pending.append((agent_id, reason))
-            return True
-        if agent_id is not None and agent_id not in inner.agent_ids:
+        if inner is not None and agent_id is not None and agent_id not in inner.agent_ids:
             return False  # it had ended before the takeover
-        return inner.cancel(agent_id, reason)
-
-    def _agent_summaries(self) -> dict[str, JSON]:
-        return logged_summaries(self)
+        return super()._cancel_running(agent_id, reason)

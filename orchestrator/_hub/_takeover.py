@@ -23,7 +23,6 @@ from ._owner import Owner
 from ._redis_entries import TakenOver
 from ._redis_wire import (
     RedisError,
-    number_field,
     text_field,
 )
 
@@ -104,19 +103,8 @@ class Takeover:
             text_field(record, "owner") or "?",
             len(events),
         )
-        agents: dict[str, str] = dict(orjson.loads(record.get(b"agents", b"{}")))
-        first_index = events[0].index if events else 0
-        entry = TakenOver(
-            fanout_id,
-            [],
-            text_field(record, "prompt"),
-            FanOutOptions(**orjson.loads(record.get(b"options", b"{}"))),
-            "continue" if text_field(record, "on_disconnect") == "continue" else "cancel",
-            max(self.hub.max_events, len(events) + 1),
-        )
-        entry.agents = agents
-        entry.created_at = number_field(record, "created_at") or time.time()
-        entry.log = EventLog(entry.log.max_events, first_index=first_index)
+        entry = TakenOver(fanout_id, record, max(self.hub.max_events, len(events) + 1))
+        entry.log = EventLog(entry.log.max_events, first_index=events[0].index if events else 0)
         for event in events:
             await entry.log.append(event)
         locks = [k for k in orjson.loads(record.get(b"locks", b"[]")) if isinstance(k, str)]
@@ -148,9 +136,7 @@ class Takeover:
             logger.exception("takeover of fan-out %s failed", entry.fanout_id)
             entry.error = f"{type(exc).__name__}: {exc}"
         finally:
-            entry.log.close()
-            entry.finished_at = time.time()
-            entry._done.set()
+            entry._end()
             self.hub._ended_at[entry.fanout_id] = self.hub._clock()
 
     async def _stitch(
