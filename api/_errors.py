@@ -113,6 +113,17 @@ def describe_validation(errors: Any) -> tuple[str, list[dict[str, Any]]]:
     return summary or "invalid request", details
 
 
+def hub_unavailable(exc: HubUnavailableError) -> ApiError:
+    """``503 hub_unavailable`` naming the backend (Redis), with ``Retry-After`` (for paths
+    that answer with an :class:`ApiError`, the WebSocket's among them)."""
+    return ApiError(
+        503,
+        "hub_unavailable",
+        str(exc),
+        headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error response of ``app`` a JSON error body."""
 
@@ -149,10 +160,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # Anywhere a request needs the shared hub (sessions, votes, fan-outs) and Redis is
         # down: a 503 that names Redis, never a 500.
         assert isinstance(exc, HubUnavailableError)
-        retry = str(max(1, round(exc.retry_after_s)))
-        return JSONResponse(
-            error_body("hub_unavailable", str(exc)), 503, headers={"Retry-After": retry}
-        )
+        return await on_api_error(request, hub_unavailable(exc))
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)

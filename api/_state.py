@@ -25,7 +25,7 @@ from orchestrator import (
     UnknownFanOutError,
 )
 
-from ._errors import ApiError, describe_exception
+from ._errors import ApiError, describe_exception, hub_unavailable
 from ._metrics import ApiMetrics
 from ._models import FanOutRequest
 from ._settings import ApiSettings
@@ -68,16 +68,6 @@ async def find(state: ApiState, fanout_id: str) -> HubFanOut:
         raise ApiError(410, "fanout_expired", str(exc)) from None
     except HubUnavailableError as exc:
         raise hub_unavailable(exc) from None
-
-
-def hub_unavailable(exc: HubUnavailableError) -> ApiError:
-    """``503 hub_unavailable`` naming the backend (Redis), with ``Retry-After``."""
-    return ApiError(
-        503,
-        "hub_unavailable",
-        str(exc),
-        headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
-    )
 
 
 def check_limits(settings: ApiSettings, body: FanOutRequest) -> None:
