@@ -460,14 +460,13 @@ async def open_redis_hub(
         raise ConfigError(
             "the Redis hub needs the 'redis' extra: pip install 'letta-fanout[redis]'"
         )
-    for name, value, low in (
-        ("lease_s", lease_s, 0.0),
-        ("block_ms", block_ms, 0.0),
-        ("max_connections", max_connections, 3.0),
-        ("disconnect_grace_s", disconnect_grace_s, -1e-9),
+    for name, value, valid, bound in (
+        ("lease_s", lease_s, lease_s > 0, "> 0"),
+        ("block_ms", block_ms, block_ms > 0, "> 0"),
+        ("max_connections", max_connections, max_connections >= 4, ">= 4"),
+        ("disconnect_grace_s", disconnect_grace_s, disconnect_grace_s >= 0, ">= 0"),
     ):
-        if value <= low:
-            bound = "> 0" if low == 0 else ">= 4" if low == 3 else ">= 0"
+        if not valid:
             raise ConfigError(f"{name} must be {bound}, got {value!r}")
     try:
         pool = aioredis.BlockingConnectionPool.from_url(

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import ConversationBusyError, Event, HubUnavailableError, UnknownFanOutError
+from orchestrator import (
+    ConfigError,
+    ConversationBusyError,
+    Event,
+    HubUnavailableError,
+    UnknownFanOutError,
+)
 from orchestrator._hub._redis import RedisFanOutHub, open_redis_hub
 from orchestrator._hub._redis_wire import redact_url
 from orchestrator.testing import ScriptedSource
@@ -270,3 +276,20 @@ async def test_a_fanout_that_cannot_be_taken_over_is_marked_failed(
         assert b"takeover failed" in record[b"error"]
         assert b"not a valid event" in record[b"error"]
         assert hub.health()["ok"] is True  # the hub itself carries on
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"lease_s": 0}, "lease_s must be > 0, got 0"),
+        ({"block_ms": 0}, "block_ms must be > 0, got 0"),
+        ({"max_connections": 3}, "max_connections must be >= 4, got 3"),
+        ({"disconnect_grace_s": -1}, "disconnect_grace_s must be >= 0, got -1"),
+    ],
+)
+async def test_a_bad_setting_is_refused_before_connecting(
+    setting: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        async with open_redis_hub("redis://127.0.0.1:1/0", **setting):  # type: ignore[arg-type]
+            pass
