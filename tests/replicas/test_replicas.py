@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,30 @@ async def read(
             events.append(Event.from_json(sse.data))
             if stop_after is not None and len(events) >= stop_after:
                 break
+    return events
+
+
+async def read_killing(
+    client: httpx.AsyncClient,
+    reader: SpawnedServer,
+    owner: SpawnedServer,
+    fanout_id: str,
+    when: Callable[[list[Event]], bool],
+    how: signal.Signals = signal.SIGKILL,
+) -> list[Event]:
+    """Read the fan-out on ``reader`` to its end; send ``owner`` the signal ``how`` the first
+    time ``when(events so far)`` holds (it must, once), and wait until it has exited."""
+    events: list[Event] = []
+    killed = False
+    url = f"{reader.url}/v1/fanouts/{fanout_id}/events"
+    async with aconnect_sse(client, "GET", url, headers=SSE) as source:
+        async for sse in source.aiter_sse():
+            events.append(Event.from_json(sse.data))
+            if not killed and when(events):
+                os.kill(owner.process.pid, how)
+                killed = True
+    assert killed, f"the owner was never signalled; events: {[e.type for e in events]}"
+    owner.process.wait()
     return events
 
 
@@ -120,14 +145,8 @@ async def test_a_killed_or_stopped_owner_loses_no_answer(
     a, b = replicas
     async with httpx.AsyncClient(timeout=60) as client:
         fanout_id = await start(client, a, *AGENTS)
-        events: list[Event] = []
-        url = f"{b.url}/v1/fanouts/{fanout_id}/events"
-        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
-            async for sse in source.aiter_sse():
-                events.append(Event.from_json(sse.data))
-                if len(events) == 60:
-                    os.kill(a.process.pid, how)  # mid-answer
-        a.process.wait()
+        # Mid-answer: 60 of about 460 events.
+        events = await read_killing(client, b, a, fanout_id, lambda seen: len(seen) == 60, how)
         assert_contiguous(events)
         assert events[-1].type == "fanout_done"
         assert texts(events) == {agent: answer(agent) for agent in AGENTS}
@@ -204,14 +223,7 @@ async def test_an_agent_that_cannot_be_revived_ends_replica_lost(
     a, b = replicas
     async with httpx.AsyncClient(timeout=60) as client:
         fanout_id = await start(client, a, "alpha", "busy")  # busy is not resumable
-        events: list[Event] = []
-        url = f"{b.url}/v1/fanouts/{fanout_id}/events"
-        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
-            async for sse in source.aiter_sse():
-                events.append(Event.from_json(sse.data))
-                if len(events) == 30:
-                    os.kill(a.process.pid, signal.SIGKILL)
-        a.process.wait()
+        events = await read_killing(client, b, a, fanout_id, lambda seen: len(seen) == 30)
     assert_contiguous(events)
     ends = {e.agent_id: e for e in events if e.is_terminal}
     assert ends["busy"].type == "agent_error"
@@ -234,18 +246,11 @@ async def test_a_taken_over_fanout_keeps_its_completion_policy(
         )
         assert created.status_code == 201, created.text
         fanout_id = created.json()["fanout_id"]
-        events: list[Event] = []
-        killed = False
-        url = f"{b.url}/v1/fanouts/{fanout_id}/events"
-        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
-            async for sse in source.aiter_sse():
-                event = Event.from_json(sse.data)
-                events.append(event)
-                if event.type == "agent_done" and event.agent_id == "quick":
-                    os.kill(a.process.pid, signal.SIGKILL)
-                    killed = True
-        assert killed, [e.type for e in events]
-        a.process.wait()
+
+        def quick_done(seen: list[Event]) -> bool:
+            return seen[-1].type == "agent_done" and seen[-1].agent_id == "quick"
+
+        events = await read_killing(client, b, a, fanout_id, quick_done)
     assert_contiguous(events)
     ends = {e.agent_id: e for e in events if e.is_terminal}
     assert ends["quick"].type == "agent_done"

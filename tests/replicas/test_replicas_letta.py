@@ -6,7 +6,6 @@ B resumes the Letta runs from their stored streams and every answer is exact.
 
 from __future__ import annotations
 
-import os
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from httpx_sse import aconnect_sse
 from letta_client import AsyncLetta
 from sqlalchemy.engine import make_url
 
@@ -26,7 +24,7 @@ from tests._servers import SpawnedServer
 from tests._wait import wait_until
 from tests.letta.conftest import CreateAgent
 from tests.replicas.conftest import health, start_letta_replica
-from tests.replicas.test_replicas import SSE, assert_contiguous, read, texts
+from tests.replicas.test_replicas import assert_contiguous, read, read_killing, texts
 from tests.sessions.conftest import _admin
 
 pytestmark = [pytest.mark.letta]
@@ -124,19 +122,12 @@ async def test_killing_or_stopping_the_owner_mid_answer_loses_nothing(
     ids = [await scripted_agent(p) for p in PERSONAS]
     async with httpx.AsyncClient(timeout=180) as client:
         fanout_id = await _start(client, a, ids)
-        events: list[Event] = []
-        url = f"{b.url}/v1/fanouts/{fanout_id}/events"
-        killed = False
-        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
-            async for sse in source.aiter_sse():
-                event = Event.from_json(sse.data)
-                events.append(event)
-                text = texts(events)
-                if not killed and all(len(text.get(i, "")) > 20 for i in ids):
-                    os.kill(a.process.pid, how)  # both agents mid-answer
-                    killed = True
-        a.process.wait()
-    assert killed
+
+        def both_mid_answer(seen: list[Event]) -> bool:
+            text = texts(seen)
+            return all(len(text.get(i, "")) > 20 for i in ids)
+
+        events = await read_killing(client, b, a, fanout_id, both_mid_answer, how)
     assert_contiguous(events)
     assert events[-1].type == "fanout_done"
     assert texts(events) == {
@@ -164,14 +155,7 @@ async def test_a_session_turn_taken_over_gets_its_answers_recorded(
         )
         assert turn.status_code == 201, turn.text
         fanout_id = turn.json()["fanout_id"]
-        events: list[Event] = []
-        url = f"{b.url}/v1/fanouts/{fanout_id}/events"
-        async with aconnect_sse(client, "GET", url, headers=SSE) as source:
-            async for sse in source.aiter_sse():
-                events.append(Event.from_json(sse.data))
-                if len(events) == 12:
-                    os.kill(a.process.pid, signal.SIGKILL)
-        a.process.wait()
+        events = await read_killing(client, b, a, fanout_id, lambda seen: len(seen) == 12)
         assert events[-1].type == "fanout_done"
         (column,) = {e.agent_id for e in events if e.type == "content"}
 
