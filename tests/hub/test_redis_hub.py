@@ -7,7 +7,7 @@ with scripted sources, fast.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,18 @@ def prefix() -> str:
     return f"test-{uuid.uuid4().hex[:8]}:"
 
 
+@pytest.fixture
+async def hubs(
+    redis_server: RedisProcess, prefix: str
+) -> AsyncIterator[tuple[RedisFanOutHub, RedisFanOutHub]]:
+    """Two hubs on one Redis, as replicas ``a`` and ``b`` (``b`` blocks 200 ms per read)."""
+    async with (
+        open_redis_hub(redis_server.url, prefix=prefix, replica_id="a") as a,
+        open_redis_hub(redis_server.url, prefix=prefix, replica_id="b", block_ms=200) as b,
+    ):
+        yield a, b
+
+
 def _tokens(n: int) -> list[str]:
     return [f"t{i} " for i in range(n)]
 
@@ -61,83 +73,73 @@ async def _read_all(hub: RedisFanOutHub, fanout_id: str, after: int = -1) -> lis
 
 
 async def test_a_fanout_started_on_one_replica_is_read_whole_on_another(
-    redis_server: RedisProcess, prefix: str
+    hubs: tuple[RedisFanOutHub, RedisFanOutHub],
 ) -> None:
-    async with (
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="a") as a,
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="b") as b,
-    ):
-        entry = await a.submit(
-            [ScriptedSource("x", _tokens(40)), ScriptedSource("y", _tokens(30))], "hi"
-        )
-        async with entry.watch() as sub:
-            on_a = [event async for event in sub]
-        on_b = await _read_all(b, entry.fanout_id)
-        assert [e.to_dict() for e in on_b] == [e.to_dict() for e in on_a]
-        assert on_b[-1].type == "fanout_done"
-        # Resuming on B from an index in the middle gives exactly the rest.
-        middle = on_a[25].index
-        rest = await _read_all(b, entry.fanout_id, after=middle)
-        assert [e.index for e in rest] == list(range(middle + 1, on_a[-1].index + 1))
-        listed = {row["fanout_id"]: row for row in await b.listing()}
-        assert listed[entry.fanout_id]["state"] == "finished"
-        assert listed[entry.fanout_id]["owner"] == "a"
+    a, b = hubs
+    entry = await a.submit(
+        [ScriptedSource("x", _tokens(40)), ScriptedSource("y", _tokens(30))], "hi"
+    )
+    async with entry.watch() as sub:
+        on_a = [event async for event in sub]
+    on_b = await _read_all(b, entry.fanout_id)
+    assert [e.to_dict() for e in on_b] == [e.to_dict() for e in on_a]
+    assert on_b[-1].type == "fanout_done"
+    # Resuming on B from an index in the middle gives exactly the rest.
+    middle = on_a[25].index
+    rest = await _read_all(b, entry.fanout_id, after=middle)
+    assert [e.index for e in rest] == list(range(middle + 1, on_a[-1].index + 1))
+    listed = {row["fanout_id"]: row for row in await b.listing()}
+    assert listed[entry.fanout_id]["state"] == "finished"
+    assert listed[entry.fanout_id]["owner"] == "a"
 
 
 async def test_a_reader_on_another_replica_follows_live(
-    redis_server: RedisProcess, prefix: str
+    hubs: tuple[RedisFanOutHub, RedisFanOutHub],
 ) -> None:
-    async with (
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="a") as a,
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="b", block_ms=200) as b,
-    ):
-        entry = await a.submit([ScriptedSource("x", _tokens(20), delay_s=0.01)], "hi")
-        mirror = await b.find(entry.fanout_id)
-        assert mirror is not entry
-        async with mirror.watch() as sub:
-            texts = [e.delta async for e in sub if e.type == "content"]
-        assert "".join(texts) == "".join(_tokens(20))
-        assert (await b.find(entry.fanout_id)).summary()["agents"]["x"]["state"] == "done"
+    a, b = hubs
+    entry = await a.submit([ScriptedSource("x", _tokens(20), delay_s=0.01)], "hi")
+    mirror = await b.find(entry.fanout_id)
+    assert mirror is not entry
+    async with mirror.watch() as sub:
+        texts = [e.delta async for e in sub if e.type == "content"]
+    assert "".join(texts) == "".join(_tokens(20))
+    assert (await b.find(entry.fanout_id)).summary()["agents"]["x"]["state"] == "done"
 
 
 async def test_cancel_through_another_replica_reaches_the_owner(
-    redis_server: RedisProcess, prefix: str
+    hubs: tuple[RedisFanOutHub, RedisFanOutHub],
 ) -> None:
-    async with (
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="a") as a,
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="b") as b,
-    ):
-        slow = ScriptedSource("x", _tokens(10_000), delay_s=0.01)
-        fast = ScriptedSource("y", _tokens(3))
-        entry = await a.submit([slow, fast], "hi", on_disconnect="continue")
-        mirror = await b.find(entry.fanout_id)
-        assert mirror.cancel("x") is True
-        events = await _read_all(b, entry.fanout_id)
-        ends = {e.agent_id: e for e in events if e.is_terminal}
-        assert ends["x"].type == "agent_cancelled"
-        assert ends["x"].get("reason") == "user"
-        assert ends["y"].type == "agent_done"
-        assert slow.cancel_calls == 1
+    a, b = hubs
+    slow = ScriptedSource("x", _tokens(10_000), delay_s=0.01)
+    fast = ScriptedSource("y", _tokens(3))
+    entry = await a.submit([slow, fast], "hi", on_disconnect="continue")
+    mirror = await b.find(entry.fanout_id)
+    assert mirror.cancel("x") is True
+    events = await _read_all(b, entry.fanout_id)
+    ends = {e.agent_id: e for e in events if e.is_terminal}
+    assert ends["x"].type == "agent_cancelled"
+    assert ends["x"].get("reason") == "user"
+    assert ends["y"].type == "agent_done"
+    assert slow.cancel_calls == 1
 
 
-async def test_the_busy_rule_holds_across_replicas(redis_server: RedisProcess, prefix: str) -> None:
-    async with (
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="a") as a,
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="b") as b,
-    ):
-        first = await a.submit([_Busy("x", "agent-1/conv-1", _tokens(10_000), delay_s=0.01)], "hi")
-        with pytest.raises(ConversationBusyError) as caught:
-            await b.submit([_Busy("col", "agent-1/conv-1", _tokens(3))], "hi")
-        assert caught.value.agents == ["col"]
-        assert "agent-1/conv-1" in str(caught.value)
-        first.cancel()
-        await first.wait()
-        await wait_until(
-            lambda: not a._owned,
-            "the owner to release its locks",
-        )
-        second = await b.submit([_Busy("col", "agent-1/conv-1", _tokens(3))], "hi")
-        await second.wait()
+async def test_the_busy_rule_holds_across_replicas(
+    hubs: tuple[RedisFanOutHub, RedisFanOutHub],
+) -> None:
+    a, b = hubs
+    first = await a.submit([_Busy("x", "agent-1/conv-1", _tokens(10_000), delay_s=0.01)], "hi")
+    with pytest.raises(ConversationBusyError) as caught:
+        await b.submit([_Busy("col", "agent-1/conv-1", _tokens(3))], "hi")
+    assert caught.value.agents == ["col"]
+    assert "agent-1/conv-1" in str(caught.value)
+    first.cancel()
+    await first.wait()
+    await wait_until(
+        lambda: not a._owned,
+        "the owner to release its locks",
+    )
+    second = await b.submit([_Busy("col", "agent-1/conv-1", _tokens(3))], "hi")
+    await second.wait()
 
 
 async def test_an_unknown_fanout_is_404_everywhere(redis_server: RedisProcess, prefix: str) -> None:
@@ -147,27 +149,24 @@ async def test_an_unknown_fanout_is_404_everywhere(redis_server: RedisProcess, p
 
 
 async def test_the_last_reader_anywhere_leaving_cancels(
-    redis_server: RedisProcess, prefix: str
+    hubs: tuple[RedisFanOutHub, RedisFanOutHub], redis_server: RedisProcess, prefix: str
 ) -> None:
-    async with (
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="a") as a,
-        open_redis_hub(redis_server.url, prefix=prefix, replica_id="b") as b,
-    ):
-        source = ScriptedSource("x", _tokens(10_000), delay_s=0.01)
-        entry = await a.submit([source], "hi")  # on_disconnect: cancel
-        mirror = await b.find(entry.fanout_id)
-        async with entry.watch() as on_a, mirror.watch() as on_b:
-            await on_a.__anext__()
-            await on_b.__anext__()
-            await wait_until(
-                lambda: _readers(redis_server, prefix, entry.fanout_id) == 2,
-                "both readers to be counted",
-            )
-        # Both left before the end: the fan-out is cancelled (reason disconnect).
-        await entry.wait()
-        last_agent_event = [e for e in entry.log.snapshot() if e.agent_id == "x"][-1]
-        assert last_agent_event.type == "agent_cancelled"
-        assert last_agent_event.get("reason") == "disconnect"
+    a, b = hubs
+    source = ScriptedSource("x", _tokens(10_000), delay_s=0.01)
+    entry = await a.submit([source], "hi")  # on_disconnect: cancel
+    mirror = await b.find(entry.fanout_id)
+    async with entry.watch() as on_a, mirror.watch() as on_b:
+        await on_a.__anext__()
+        await on_b.__anext__()
+        await wait_until(
+            lambda: _readers(redis_server, prefix, entry.fanout_id) == 2,
+            "both readers to be counted",
+        )
+    # Both left before the end: the fan-out is cancelled (reason disconnect).
+    await entry.wait()
+    last_agent_event = [e for e in entry.log.snapshot() if e.agent_id == "x"][-1]
+    assert last_agent_event.type == "agent_cancelled"
+    assert last_agent_event.get("reason") == "disconnect"
 
 
 def _readers(server: RedisProcess, prefix: str, fanout_id: str) -> int:
