@@ -33,6 +33,19 @@ async def collect(stream: AsyncIterator[SourceEvent]) -> list[SourceEvent]:
     return [sev async for sev in stream]
 
 
+async def read_then_drop(source: LettaSource, contents: int) -> list[SourceEvent]:
+    """Stream ``SLOW`` until ``contents`` content events, then close the stream (as a dying
+    replica does: no cancel)."""
+    read: list[SourceEvent] = []
+    stream = source.stream(SLOW)
+    async for sev in stream:
+        read.append(sev)
+        if sum(e.type == "content" for e in read) == contents:
+            break
+    await stream.aclose()  # type: ignore[attr-defined]
+    return read
+
+
 def text_of(events: Sequence[SourceEvent]) -> str:
     return "".join(str(sev.data["delta"]) for sev in events if sev.type == "content")
 
@@ -149,14 +162,8 @@ async def test_a_revived_source_continues_the_run_after_the_checkpoint(
 ) -> None:
     agent_id = await scripted_agent(PERSONA)
     first = LettaSource(letta_client, agent_id, column_id="col-1", label="keeper", background=True)
-    read: list[SourceEvent] = []
-    stream = first.stream(SLOW)
-    async for sev in stream:
-        read.append(sev)
-        if sum(e.type == "content" for e in read) == 5:
-            break
     # The replica dies: its HTTP stream goes away, nobody cancels the run.
-    await stream.aclose()  # type: ignore[attr-defined]
+    read = await read_then_drop(first, 5)
     assert read[0].type == "agent_start"
     checkpoint = Checkpoint(
         agent_id="col-1",
@@ -188,13 +195,7 @@ async def test_a_fresh_conversation_source_is_revived_from_a_spec_taken_before_i
     )
     spec = json.loads(json.dumps(first.resume_spec()))  # a hub registers it before streaming
     assert spec["conversation_id"] is None
-    read: list[SourceEvent] = []
-    stream = first.stream(SLOW)
-    async for sev in stream:
-        read.append(sev)
-        if sum(e.type == "content" for e in read) == 3:
-            break
-    await stream.aclose()  # type: ignore[attr-defined]
+    read = await read_then_drop(first, 3)
     conversation_id = first.conversation_id
     assert conversation_id is not None
     assert read[0].data["conversation_id"] == conversation_id
