@@ -34,16 +34,21 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
     server.stop()
 
 
-def start_replica(
-    name: str, redis: RedisProcess, tmp_path: Path, *extra: str, delay_s: float = 0.01
+def _spawn_replica(
+    name: str,
+    redis: RedisProcess,
+    agents: list[str],
+    database_url: str,
+    log: Path,
+    env: dict[str, str] | None = None,
 ) -> SpawnedServer:
-    """``orchestrator serve`` of the scripted agents with the Redis hub, as replica ``name``."""
+    """``orchestrator serve`` with the Redis hub as replica ``name``, serving ``agents``
+    (``--scripted ...`` or ``--letta-base-url ...``)."""
     return spawn_server(
         [
             ORCHESTRATOR,
             "serve",
-            "--scripted",
-            "tests.replicas._agents:directory",
+            *agents,
             "--redis",
             redis.url,
             "--replica-id",
@@ -52,15 +57,27 @@ def start_replica(
             str(LEASE_S),
             "--token-secret",
             "a shared secret of the replicas",
-            # Votes and sessions: one database for both replicas (SQLite is enough here).
             "--database-url",
-            f"sqlite:///{tmp_path / 'shared.db'}",
+            database_url,
             "--log-level",
             "warning",
-            *extra,
         ],
+        env=env,
+        log=log,
+    )
+
+
+def start_replica(
+    name: str, redis: RedisProcess, tmp_path: Path, *, delay_s: float = 0.01
+) -> SpawnedServer:
+    """A replica of the scripted agents; votes and sessions in one SQLite file for both."""
+    return _spawn_replica(
+        name,
+        redis,
+        ["--scripted", "tests.replicas._agents:directory"],
+        f"sqlite:///{tmp_path / 'shared.db'}",
+        tmp_path / f"replica-{name}.log",
         env={"REPLICA_DELAY_S": str(delay_s)},
-        log=tmp_path / f"replica-{name}.log",
     )
 
 
@@ -85,27 +102,12 @@ def health(server: SpawnedServer) -> dict[str, object]:
 def start_letta_replica(
     name: str, redis: RedisProcess, letta_url: str, database_url: str, tmp_path: Path
 ) -> SpawnedServer:
-    """``orchestrator serve`` of a real Letta server, with the Redis hub, as ``name``.
-
-    With ``--redis`` the Letta requests run in background mode (the default), so a replica
-    that takes a fan-out over resumes its Letta runs.
-    """
-    return spawn_server(
-        [
-            ORCHESTRATOR,
-            "serve",
-            "--letta-base-url",
-            letta_url,
-            "--redis",
-            redis.url,
-            "--replica-id",
-            name,
-            "--lease-s",
-            str(LEASE_S),
-            "--database-url",
-            database_url,
-            "--log-level",
-            "warning",
-        ],
-        log=tmp_path / f"letta-replica-{name}.log",
+    """A replica of a real Letta server. With ``--redis`` the Letta requests run in background
+    mode (the default), so a replica that takes a fan-out over resumes its Letta runs."""
+    return _spawn_replica(
+        name,
+        redis,
+        ["--letta-base-url", letta_url],
+        database_url,
+        tmp_path / f"letta-replica-{name}.log",
     )
