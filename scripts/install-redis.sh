@@ -6,12 +6,5 @@ set -euo pipefail
 if command -v redis-server >/dev/null 2>&1; then
     exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO=sudo
-else
-    SUDO=
-fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+bash "$(dirname "$0")/apt-install.sh" redis-server
 redis-server --version
