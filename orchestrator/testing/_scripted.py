@@ -100,13 +100,14 @@ class ScriptedSource:
             return None
         return {"kind": "scripted", "agent_id": self._agent_id, "label": self._label}
 
-    async def stream(self, message: str) -> AsyncIterator[SourceEvent]:
+    def stream(self, message: str) -> AsyncIterator[SourceEvent]:
         self._position = 0
+        # The plain script is the stream itself: benchmarks of the core read it per token.
+        return self._resumable(message) if self.resumable else self._script(message)
+
+    async def _resumable(self, message: str) -> AsyncIterator[SourceEvent]:
         async with aclosing(self._script(message)) as script:
             async for sev in script:
-                if not self.resumable:
-                    yield sev
-                    continue
                 self._position += 1
                 if self._position > self.skip:
                     yield SourceEvent(sev.type, {**sev.data, "cursor": self._position})
